@@ -1,0 +1,54 @@
+"""How the CLI shows things: Rich tables for people, JSON for programs."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+from qualify.core.activity import format_time
+
+__all__ = ["console", "err", "print_json", "points", "when"]
+
+console = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def print_json(value: Any) -> None:
+    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
+    sys.stdout.flush()
+
+
+def points(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+
+
+def when(seconds: float | None) -> str:
+    return format_time(seconds)[:16].replace("T", " ") if seconds else ""
+
+
+def leads_table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name, justify in (("lead", "left"), ("stage", "left"), ("score", "right"),
+                          ("fit", "right"), ("engagement", "right"), ("tier", "left"),
+                          ("grade", "left"), ("source", "left"), ("MQL since", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        table.add_row(
+            str(row["id"]), str(row["stage"]), points(row["score"]), points(row["fit"]),
+            points(row["engagement"]), row["tier"] or "", row["grade"] or "",
+            row["source"] or "", when(row["qualified_at"]),
+        )
+    return table
+
+
+def reasons(contributions: Iterable[Mapping[str, Any]], limit: int = 4) -> str:
+    """The strongest reasons, e.g. `whitepaper download +52, decision maker +20`."""
+    ranked = sorted(contributions, key=lambda c: -abs(c["points"]))[:limit]
+    return ", ".join(f"{c['rule']} {c['points']:+.0f}" for c in ranked)

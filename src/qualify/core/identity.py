@@ -1,0 +1,94 @@
+"""Identity resolution: which lead a Segment message is about, and which leads merge.
+
+Segment messages name a person by `userId` (known) and/or `anonymousId` (a browser before
+sign-up). An `alias` (previousId → userId), or an `identify` carrying both ids, says the two
+are one person: the anonymous history merges into the known lead. Lead ids are the userId for
+known leads and `anon:<anonymousId>` for anonymous ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from qualify.core.activity import ActivityEvent
+
+__all__ = ["ANON_PREFIX", "IdentityGraph", "Resolution"]
+
+ANON_PREFIX = "anon:"
+USER, ANON = "user", "anon"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    lead_id: str
+    merges: tuple[tuple[str, str], ...] = ()  # (from lead, into lead), in order
+    new_keys: tuple[tuple[str, str], ...] = field(default=())  # (kind, id) first seen here
+
+
+class IdentityGraph:
+    """Maps (kind, id) keys to lead ids; merging repoints every key of the merged lead.
+
+    The store loads the part of the graph a batch needs and persists what changed, so the
+    graph only has to be right for the keys it was given.
+    """
+
+    def __init__(self, keys: dict[tuple[str, str], str] | None = None) -> None:
+        self.keys: dict[tuple[str, str], str] = dict(keys or {})
+        self.loaded = frozenset(self.keys)
+        self.members: dict[str, set[tuple[str, str]]] = {}
+        for key, lead in self.keys.items():
+            self.members.setdefault(lead, set()).add(key)
+
+    def lead_of(self, kind: str, value: str) -> str | None:
+        return self.keys.get((kind, value))
+
+    def _claim(self, key: tuple[str, str], lead: str, new: list[tuple[str, str]]) -> None:
+        if key not in self.keys:
+            new.append(key)
+        self.keys[key] = lead
+        self.members.setdefault(lead, set()).add(key)
+
+    def _merge(self, source: str, target: str, merges: list[tuple[str, str]]) -> None:
+        for key in self.members.pop(source, set()):
+            self.keys[key] = target
+            self.members.setdefault(target, set()).add(key)
+        merges.append((source, target))
+
+    def _known(self, user_id: str, new: list[tuple[str, str]]) -> str:
+        lead = self.lead_of(USER, user_id)
+        if lead is None:
+            lead = user_id
+            self._claim((USER, user_id), lead, new)
+        return lead
+
+    def resolve(self, event: ActivityEvent) -> Resolution:
+        """The lead a message belongs to, after any merge it implies."""
+        merges: list[tuple[str, str]] = []
+        new: list[tuple[str, str]] = []
+        if event.type == "alias":
+            assert event.user_id is not None and event.previous_id is not None
+            target = self._known(event.user_id, new)
+            previous = self.lead_of(USER, event.previous_id) or self.lead_of(
+                ANON, event.previous_id
+            )
+            if previous is None:  # unseen so far: whichever kind it turns up as, it is them
+                self._claim((USER, event.previous_id), target, new)
+                self._claim((ANON, event.previous_id), target, new)
+            elif previous != target:
+                self._merge(previous, target, merges)
+            return Resolution(target, tuple(merges), tuple(new))
+        if event.user_id is not None:
+            target = self._known(event.user_id, new)
+            if event.anonymous_id is not None:
+                anonymous = self.lead_of(ANON, event.anonymous_id)
+                if anonymous is None:
+                    self._claim((ANON, event.anonymous_id), target, new)
+                elif anonymous != target:
+                    self._merge(anonymous, target, merges)
+            return Resolution(target, tuple(merges), tuple(new))
+        assert event.anonymous_id is not None
+        lead = self.lead_of(ANON, event.anonymous_id)
+        if lead is None:
+            lead = ANON_PREFIX + event.anonymous_id
+            self._claim((ANON, event.anonymous_id), lead, new)
+        return Resolution(lead, (), tuple(new))

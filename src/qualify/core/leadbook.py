@@ -1,0 +1,174 @@
+"""Applying Segment messages to leads and accounts in memory: identity, traits, state.
+
+`LeadBook` is the one place where a message changes a lead. The stateless scorer fills one
+with a whole file; the store fills one with the leads a batch touches, applies the batch and
+writes back what changed. Both paths therefore agree by construction.
+
+Traits merge per key and the later timestamp wins (ties: the larger messageId), so the
+profile does not depend on arrival order either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from qualify.core.activity import ActivityEvent
+from qualify.core.identity import IdentityGraph
+from qualify.core.scoring import CompiledModel
+from qualify.core.state import LeadState
+
+__all__ = ["Account", "Applied", "LeadBook", "LeadRecord", "Traits"]
+
+Stamp = tuple[float, str]  # (timestamp, messageId): the order in which trait values win
+
+
+@dataclass(slots=True)
+class Traits:
+    values: dict[str, Any] = field(default_factory=dict)
+    stamps: dict[str, Stamp] = field(default_factory=dict)
+
+    def update(self, traits: dict[str, Any], stamp: Stamp) -> bool:
+        changed = False
+        for key, value in traits.items():
+            if key not in self.stamps or self.stamps[key] <= stamp:
+                if self.values.get(key, ...) != value or key not in self.stamps:
+                    changed = True
+                self.values[key] = value
+                self.stamps[key] = stamp
+        return changed
+
+    def merge(self, other: Traits) -> None:
+        for key, value in other.values.items():
+            self.update({key: value}, other.stamps[key])
+
+
+@dataclass(slots=True)
+class Account:
+    account_id: str
+    traits: Traits = field(default_factory=Traits)
+
+
+@dataclass(slots=True)
+class LeadRecord:
+    lead_id: str
+    state: LeadState
+    traits: Traits = field(default_factory=Traits)
+    account_id: str | None = None
+    account_stamp: Stamp | None = None
+    first_seen: float | None = None
+    last_seen: float | None = None
+    source: str | None = None  # first touch: utm/campaign source of the earliest message
+    campaign: str | None = None
+    source_stamp: Stamp | None = None
+
+    def saw(self, event: ActivityEvent) -> None:
+        ts = event.timestamp
+        self.first_seen = ts if self.first_seen is None else min(self.first_seen, ts)
+        self.last_seen = ts if self.last_seen is None else max(self.last_seen, ts)
+        source, campaign = first_touch(event)
+        stamp = (ts, event.message_id)
+        if source is not None and (self.source_stamp is None or stamp < self.source_stamp):
+            self.source, self.campaign, self.source_stamp = source, campaign, stamp
+
+    def absorb(self, other: LeadRecord) -> None:
+        """Merge another lead (an anonymous history) into this one."""
+        self.state.merge(other.state)
+        self.traits.merge(other.traits)
+        if other.account_stamp is not None and (
+            self.account_stamp is None or self.account_stamp < other.account_stamp
+        ):
+            self.account_id, self.account_stamp = other.account_id, other.account_stamp
+        for ts in (other.first_seen, other.last_seen):
+            if ts is not None:
+                self.first_seen = ts if self.first_seen is None else min(self.first_seen, ts)
+                self.last_seen = ts if self.last_seen is None else max(self.last_seen, ts)
+        if other.source_stamp is not None and (
+            self.source_stamp is None or other.source_stamp < self.source_stamp
+        ):
+            self.source, self.campaign = other.source, other.campaign
+            self.source_stamp = other.source_stamp
+
+
+def first_touch(event: ActivityEvent) -> tuple[str | None, str | None]:
+    """Where a message says the lead came from: campaign context, UTM properties or traits."""
+    campaign = event.context.get("campaign")
+    if isinstance(campaign, dict) and campaign.get("source"):
+        name = campaign.get("name")
+        return str(campaign["source"]), str(name) if name else None
+    props = event.properties
+    if props.get("utm_source"):
+        name = props.get("utm_campaign")
+        return str(props["utm_source"]), str(name) if name else None
+    traits = event.traits
+    for key in ("lead_source", "source"):
+        if traits.get(key):
+            name = traits.get("campaign")
+            return str(traits[key]), str(name) if name else None
+    return None, None
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    lead_id: str
+    touched: tuple[int, ...]  # engagement rules the message matched
+    merged: tuple[tuple[str, str], ...]  # (from lead, into lead)
+    profile_changed: bool
+
+
+class LeadBook:
+    """Leads, accounts and the identity graph, as far as they are loaded."""
+
+    def __init__(self, compiled: CompiledModel, graph: IdentityGraph | None = None) -> None:
+        self.compiled = compiled
+        self.graph = graph or IdentityGraph()
+        self.leads: dict[str, LeadRecord] = {}
+        self.accounts: dict[str, Account] = {}
+        self.removed: set[str] = set()  # leads merged away
+
+    def lead(self, lead_id: str) -> LeadRecord:
+        record = self.leads.get(lead_id)
+        if record is None:
+            record = LeadRecord(lead_id, self.compiled.new_state())
+            self.leads[lead_id] = record
+        return record
+
+    def account(self, account_id: str) -> Account:
+        account = self.accounts.get(account_id)
+        if account is None:
+            account = Account(account_id)
+            self.accounts[account_id] = account
+        return account
+
+    def apply(self, event: ActivityEvent) -> Applied:
+        resolution = self.graph.resolve(event)
+        for source, target in resolution.merges:
+            merged = self.leads.pop(source, None)
+            if merged is not None:
+                self.lead(target).absorb(merged)
+            self.removed.add(source)
+        record = self.lead(resolution.lead_id)
+        record.saw(event)
+        stamp = (event.timestamp, event.message_id)
+        touched: tuple[int, ...] = ()
+        changed = bool(resolution.merges)
+        if event.type == "identify":
+            changed = record.traits.update(event.traits, stamp) or changed
+        elif event.type == "group":
+            assert event.group_id is not None
+            self.account(event.group_id).traits.update(event.traits, stamp)
+            if record.account_stamp is None or record.account_stamp <= stamp:
+                changed = changed or record.account_id != event.group_id
+                record.account_id, record.account_stamp = event.group_id, stamp
+        elif event.name:
+            touched = tuple(self.compiled.apply(record.state, event))
+        return Applied(resolution.lead_id, touched, resolution.merges, changed)
+
+    def profile(self, record: LeadRecord) -> dict[str, Any]:
+        """What fit rules see: the lead's traits, with its account's traits under `account`."""
+        if record.account_id is None:
+            return record.traits.values
+        account = self.accounts.get(record.account_id)
+        account_traits = dict(account.traits.values) if account else {}
+        account_traits.setdefault("id", record.account_id)
+        return {**record.traits.values, "account": account_traits}

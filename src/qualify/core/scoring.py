@@ -1,0 +1,333 @@
+"""The scoring engine: fit + engagement, windows, distinct counts, caps, expiry and decay.
+
+A score is a pure function of (model, profile, events with timestamp ≤ as-of, as-of). The
+engine keeps, per lead, the events each rule matched (`LeadState`); scoring evaluates each rule
+over its own list, so the result never depends on the order in which events arrived.
+
+How each engagement rule earns (the user's guide has examples):
+- `each` (plain): `points` per matching event;
+- `once`: points for the first matching event only;
+- `distinct` without `times`: points for each new value of the property;
+- `times` (± `within`, ± `distinct`): points once, when `times` matching events (distinct
+  values) fall inside one window (`within`, inclusive) or, without `within`, ever. The
+  earning event is the latest at which the count stood reached in its window, so repeated
+  behaviour keeps the contribution fresh for decay and expiry.
+- `expires_after` drops an earning event's points once it is older than that; decay halves
+  them every half-life by the age of the earning event; `max_points` caps the rule's total
+  after decay (for a negative rule, how much it can take away).
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from qualify.core.activity import ActivityEvent
+from qualify.core.predicates import Test, compile_predicate, lookup
+from qualify.core.qualification import criteria_hold, first_match
+from qualify.core.state import Hit, LeadState
+from qualify.model.rules import EngagementRule
+from qualify.model.scoring_model import ScoringModel
+
+__all__ = [
+    "CompiledModel",
+    "Contribution",
+    "LeadScore",
+    "evaluate",
+    "fit_part",
+    "rule_contribution",
+    "score_state",
+]
+
+
+def _timestamp(hit: Hit) -> float:
+    return hit[0]
+
+
+def normalise_distinct(value: Any) -> Any:
+    """Distinct values compare like the predicate language: text ignores case, 1 == 1.0."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
+        return value.strip().casefold()
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class Contribution:
+    """What one rule gives a lead right now, and why."""
+
+    rule: str
+    aspect: str  # "fit" or "engagement"
+    points: float
+    events: tuple[str, ...] = ()  # messageIds of the earning events
+    raw_points: float = 0.0  # before decay and cap
+    capped: bool = False
+    decayed: bool = False
+    expired: int = 0  # earning events whose points expired
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rule": self.rule,
+            "aspect": self.aspect,
+            "points": self.points,
+            "raw_points": self.raw_points,
+            "capped": self.capped,
+            "decayed": self.decayed,
+            "expired": self.expired,
+            "events": list(self.events),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class LeadScore:
+    fit: float
+    engagement: float
+    score: float
+    mql: bool
+    pql: bool
+    tier: str | None
+    grade: str | None
+    contributions: tuple[Contribution, ...] = field(default=())
+
+    @property
+    def holding(self) -> frozenset[str]:
+        """The rules that hold: they currently earn their points."""
+        return frozenset(c.rule for c in self.contributions)
+
+    def rule_points(self) -> dict[str, float]:
+        return {c.rule: c.points for c in self.contributions}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "fit": self.fit,
+            "engagement": self.engagement,
+            "score": self.score,
+            "mql": self.mql,
+            "pql": self.pql,
+            "tier": self.tier,
+            "grade": self.grade,
+            "contributions": [c.to_dict() for c in self.contributions],
+        }
+
+
+class CompiledModel:
+    """A model with its predicates compiled and its rules indexed by event name."""
+
+    def __init__(self, model: ScoringModel) -> None:
+        self.model = model
+        self.fit_tests: list[Test] = [compile_predicate(r.when) for r in model.fit]
+        self.rules: tuple[EngagementRule, ...] = model.engagement
+        self.where: list[Test | None] = [
+            compile_predicate(r.where) if r.where is not None else None for r in self.rules
+        ]
+        index: dict[str, list[int]] = {}
+        for i, rule in enumerate(self.rules):
+            for name in rule.events:
+                index.setdefault(name, []).append(i)
+        self.by_name: dict[str, tuple[int, ...]] = {k: tuple(v) for k, v in index.items()}
+        self.negative_expiring = [
+            i for i, r in enumerate(self.rules) if r.points < 0 and r.expires_after is not None
+        ]
+
+    def new_state(self) -> LeadState:
+        return LeadState(len(self.rules))
+
+    def match(self, event: ActivityEvent) -> list[tuple[int, Hit]]:
+        """The engagement rules an event matches, each with the hit to record."""
+        candidates = self.by_name.get(event.name)
+        if not candidates:
+            return []
+        found = []
+        properties = event.properties
+        for i in candidates:
+            test = self.where[i]
+            if test is not None and not test(properties):
+                continue
+            key = self.rules[i].distinct
+            value = None
+            if key is not None:
+                value = normalise_distinct(lookup(properties, key))
+                if value is None:
+                    continue  # a distinct rule counts only events that carry the property
+            found.append((i, (event.timestamp, event.message_id, value)))
+        return found
+
+    def apply(self, state: LeadState, event: ActivityEvent) -> list[int]:
+        """Record an event in a lead's state; return the rules it touched."""
+        touched = []
+        for i, hit in self.match(event):
+            if state.add(i, hit):
+                touched.append(i)
+        return touched
+
+
+def _latest_held(rule: EngagementRule, hits: Sequence[Hit], n: int) -> int | None:
+    """Index of the latest hit at which the rule's count stood reached, if any."""
+    times = rule.times or 1
+    if n < times:
+        return None
+    if rule.within is None:
+        if rule.distinct is None:
+            return n - 1
+        return n - 1 if len({h[2] for h in hits[:n]}) >= times else None
+    within = rule.within
+    for k in range(n - 1, times - 2, -1):
+        lo = bisect_left(hits, hits[k][0] - within, 0, k + 1, key=_timestamp)
+        if rule.distinct is None:
+            if k - lo + 1 >= times:
+                return k
+        elif len({hits[j][2] for j in range(lo, k + 1)}) >= times:
+            return k
+    return None
+
+
+def _earning(rule: EngagementRule, hits: Sequence[Hit], n: int) -> Sequence[int]:
+    kind = rule.kind
+    if n == 0:
+        return ()
+    if kind == "each":
+        return range(n)
+    if kind == "once":
+        return range(1)
+    if kind == "distinct":
+        seen: set[Any] = set()
+        first = []
+        for i in range(n):
+            value = hits[i][2]
+            if value not in seen:
+                seen.add(value)
+                first.append(i)
+        return first
+    k = _latest_held(rule, hits, n)
+    return () if k is None else (k,)
+
+
+def rule_contribution(
+    rule: EngagementRule,
+    hits: Sequence[Hit],
+    as_of: float,
+    half_life: float | None,
+    *,
+    explain: bool = False,
+) -> Contribution | None:
+    """What an engagement rule gives at `as_of`, or None when it does not hold."""
+    n = bisect_right(hits, as_of, key=_timestamp)
+    earning = _earning(rule, hits, n)
+    if not earning:
+        return None
+    expired = 0
+    if rule.expires_after is not None:
+        oldest = as_of - rule.expires_after
+        if isinstance(earning, range):
+            start = max(earning.start, bisect_left(hits, oldest, 0, n, key=_timestamp))
+            expired = start - earning.start
+            earning = range(start, earning.stop)
+        else:
+            kept = [i for i in earning if hits[i][0] >= oldest]
+            expired = len(earning) - len(kept)
+            earning = kept
+        if not earning:
+            return None
+    points = rule.points
+    raw = points * len(earning)
+    if half_life is None:
+        total = raw
+    else:
+        total = points * math.fsum(0.5 ** ((as_of - hits[i][0]) / half_life) for i in earning)
+    capped = False
+    cap = rule.max_points
+    if cap is not None:
+        if points > 0 and total > cap:
+            total, capped = cap, True
+        elif points < 0 and total < -cap:
+            total, capped = -cap, True
+    events = tuple(hits[i][1] for i in earning) if explain else ()
+    return Contribution(
+        rule=rule.name,
+        aspect="engagement",
+        points=total,
+        events=events,
+        raw_points=raw,
+        capped=capped,
+        decayed=half_life is not None,
+        expired=expired,
+    )
+
+
+def fit_part(
+    compiled: CompiledModel, profile: Mapping[str, Any]
+) -> tuple[float, tuple[Contribution, ...]]:
+    """The fit score and its contributions: a function of the profile alone."""
+    contributions = []
+    fit = 0.0
+    for rule, test in zip(compiled.model.fit, compiled.fit_tests, strict=True):
+        if test(profile):
+            fit += rule.points
+            contributions.append(Contribution(rule.name, "fit", rule.points, (), rule.points))
+    return fit, tuple(contributions)
+
+
+def score_state(
+    compiled: CompiledModel,
+    profile: Mapping[str, Any],
+    state: LeadState,
+    as_of: float,
+    *,
+    explain: bool = False,
+    fit: tuple[float, tuple[Contribution, ...]] | None = None,
+) -> LeadScore:
+    """Score a lead from its profile and state, as of a moment.
+
+    `fit` may carry `fit_part(compiled, profile)` when the caller scores the same profile at
+    many moments (finding when a lead first qualified).
+    """
+    fit_points, fit_contributions = fit if fit is not None else fit_part(compiled, profile)
+    contributions = list(fit_contributions)
+    engagement = 0.0
+    half_life = compiled.model.half_life
+    for rule, hits in zip(compiled.rules, state.hits, strict=True):
+        if not hits:
+            continue
+        contribution = rule_contribution(rule, hits, as_of, half_life, explain=explain)
+        if contribution is not None:
+            engagement += contribution.points
+            contributions.append(contribution)
+    total = fit_points + engagement
+    holding = {c.rule for c in contributions}
+    q = compiled.model.qualification
+    return LeadScore(
+        fit=fit_points,
+        engagement=engagement,
+        score=total,
+        mql=q.mql is not None and criteria_hold(q.mql, fit_points, engagement, total, holding),
+        pql=q.pql is not None and criteria_hold(q.pql, fit_points, engagement, total, holding),
+        tier=first_match(q.tiers, fit_points, engagement, total, holding),
+        grade=first_match(q.grades, fit_points, 0.0, fit_points, holding),
+        contributions=tuple(contributions),
+    )
+
+
+def evaluate(
+    compiled: CompiledModel,
+    profile: Mapping[str, Any],
+    events: Iterable[ActivityEvent],
+    as_of: float,
+    *,
+    explain: bool = True,
+) -> LeadScore:
+    """Score a lead from scratch: its profile and every event it has, as of a moment."""
+    state = compiled.new_state()
+    for event in events:
+        if event.timestamp <= as_of:
+            compiled.apply(state, event)
+    return score_state(compiled, profile, state, as_of, explain=explain)

@@ -1,0 +1,77 @@
+"""A lead's incremental scoring state: for each engagement rule, the events it matched.
+
+The state is what makes scoring incremental and exact at once. Applying an event touches only
+the rules whose event names it carries; each rule keeps its own matching events sorted by
+(timestamp, messageId), so late events slot into place and windows, distinct counts, `once`,
+expiry and caps stay exact without going back to the lead's history. Two states merge (when an
+anonymous visitor turns out to be a known lead) by merging these lists.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+__all__ = ["Hit", "LeadState"]
+
+# (timestamp, messageId, the normalised `distinct` value or None)
+Hit = tuple[float, str, Any]
+
+
+def _order(hit: Hit) -> tuple[float, str]:
+    return hit[0], hit[1]
+
+
+class LeadState:
+    """Matching events per engagement rule, each list sorted by (timestamp, messageId)."""
+
+    __slots__ = ("hits",)
+
+    def __init__(self, rule_count: int, hits: list[list[Hit]] | None = None) -> None:
+        self.hits: list[list[Hit]] = hits if hits is not None else [[] for _ in range(rule_count)]
+
+    def add(self, rule: int, hit: Hit) -> bool:
+        """Record a matching event; False when the rule already holds that message."""
+        hits = self.hits[rule]
+        if not hits or _order(hits[-1]) < _order(hit):
+            hits.append(hit)  # the common case: events arrive in order
+            return True
+        if any(h[1] == hit[1] for h in hits):
+            return False
+        insort(hits, hit, key=_order)
+        return True
+
+    def merge(self, other: LeadState) -> None:
+        """Take in another lead's matches (identity merge); duplicates count once."""
+        for rule, hits in enumerate(other.hits):
+            for hit in hits:
+                self.add(rule, hit)
+
+    def times(self) -> Iterable[float]:
+        """Every timestamp this state knows, for finding the moments criteria may change."""
+        for hits in self.hits:
+            for hit in hits:
+                yield hit[0]
+
+    def copy(self) -> LeadState:
+        return LeadState(len(self.hits), [list(h) for h in self.hits])
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.hits)
+
+    @classmethod
+    def from_json(cls, data: bytes | str | None, rule_count: int) -> LeadState:
+        if not data:
+            return cls(rule_count)
+        raw = orjson.loads(data)
+        if len(raw) != rule_count:
+            raise ValueError("state was saved for a different model; rescore the lead")
+        return cls(rule_count, [[(h[0], h[1], h[2]) for h in hits] for hits in raw])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LeadState) and self.hits == other.hits
+
+    __hash__ = None  # type: ignore[assignment]

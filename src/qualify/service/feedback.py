@@ -1,0 +1,56 @@
+"""Sales feedback: accept, reject, disqualify, opportunity, won, lost — recorded transitions."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from sqlalchemy import Engine, select
+
+from qualify.core.lifecycle import Stage, StageChanged, TransitionContext, take_action
+from qualify.errors import LeadNotFound, NoActiveModel
+from qualify.store import repository as repo
+from qualify.store.tables import leads, transitions
+from qualify.store.versions import active_version
+
+__all__ = ["record_action"]
+
+
+def record_action(
+    engine: Engine,
+    lead_id: str,
+    action: str,
+    *,
+    actor: str,
+    reason: str = "",
+    details: Mapping[str, Any] | None = None,
+    clock: Callable[[], float] = time.time,
+) -> StageChanged:
+    """Take a sales action on a lead, checked against the lifecycle, in one transaction."""
+    now = clock()
+    with engine.begin() as conn:
+        try:
+            version_id, model = active_version(conn)
+        except NoActiveModel:
+            version_id, model = None, None
+        query = select(leads).where(leads.c.id == lead_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
+        if row is None:
+            raise LeadNotFound(lead_id)
+        stored = repo.lead_from_row(row, 0, lenient=True)
+        status = stored.status
+        requalify_after = model.lifecycle.requalify_after if model else None
+        ctx = TransitionContext(lead_id, status.stage, now, reason, status.recycled_at,
+                                requalify_after)
+        change = take_action(ctx, action, actor=actor,
+                             model_version=model.version if model else "", details=details)
+        repo.insert_rows(conn, transitions, [repo.transition_row(change, version_id)])
+        values: dict[str, Any] = {"stage": str(change.to_stage), "stage_at": now}
+        if change.to_stage is Stage.NURTURE:
+            values["recycled_at"] = now
+        conn.execute(leads.update().where(leads.c.id == lead_id).values(values))
+    return change
+

@@ -1,0 +1,115 @@
+"""What the store does after a lead's state changed: score it, write the ledger, qualify it.
+
+Shared by ingestion, model activation and refresh, so all three write the same ledger and
+make the same lifecycle decisions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from qualify.core.lifecycle import Stage, StageChanged, TransitionContext, can_qualify, take_action
+from qualify.core.moments import qualification_moment
+from qualify.core.scoring import CompiledModel, LeadScore, score_state
+from qualify.core.state import LeadState
+from qualify.store.repository import LeadStatus
+
+__all__ = ["Ledger", "apply_score", "qualify_if_due"]
+
+
+@dataclass(slots=True)
+class Ledger:
+    """Collects ledger rows: each is the change of one rule's points for one lead."""
+
+    version_id: int | None
+    at: float
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def settle(
+        self,
+        lead_id: str,
+        current: dict[str, float],
+        new: Mapping[str, float],
+        reason: str,
+        message_id: str | None = None,
+        only: set[str] | None = None,
+    ) -> None:
+        """Record every rule whose points differ from `current`, and update `current`."""
+        names = only if only is not None else set(current) | set(new)
+        for rule in sorted(names):
+            before = current.get(rule, 0.0)
+            after = new.get(rule, 0.0)
+            if after == before:
+                continue
+            self.rows.append(
+                {
+                    "lead_id": lead_id,
+                    "rule": rule,
+                    "points": after - before,
+                    "message_id": message_id,
+                    "reason": reason,
+                    "model_version_id": self.version_id,
+                    "at": self.at,
+                }
+            )
+            if after == 0.0:
+                current.pop(rule, None)
+            else:
+                current[rule] = after
+
+
+def apply_score(status: LeadStatus, result: LeadScore, version_id: int | None, at: float) -> None:
+    status.fit = result.fit
+    status.engagement = result.engagement
+    status.score = result.score
+    status.mql = result.mql
+    status.pql = result.pql
+    status.tier = result.tier
+    status.grade = result.grade
+    status.model_version_id = version_id
+    status.scored_at = at
+
+
+def qualify_if_due(
+    compiled: CompiledModel,
+    lead_id: str,
+    profile: Mapping[str, Any],
+    state: LeadState,
+    status: LeadStatus,
+    *,
+    since: float,
+    now: float,
+    model_version: str,
+) -> StageChanged | None:
+    """Make the lead an MQL at the first moment since `since` its criteria held, if its
+    stage allows; update `status` and return the transition."""
+    if status.stage not in (Stage.LEAD, Stage.NURTURE):
+        return None
+    requalify_after = compiled.model.lifecycle.requalify_after
+    not_before = since
+    if status.stage is Stage.NURTURE and status.recycled_at is not None:
+        not_before = max(since, status.recycled_at + (requalify_after or 0.0))
+    found = qualification_moment(compiled, profile, state, not_before, now)
+    if found is None:
+        return None
+    moment, result = found
+    ctx = TransitionContext(lead_id, status.stage, moment, "", status.recycled_at,
+                            requalify_after)
+    if not can_qualify(ctx):
+        return None
+    change = take_action(
+        ctx,
+        "qualify",
+        actor="system",
+        model_version=model_version,
+        details={
+            "score": result.score,
+            "rules": {c.rule: c.points for c in result.contributions},
+        },
+    )
+    status.stage = Stage.MQL
+    status.stage_at = moment
+    status.qualified_at = moment
+    return change

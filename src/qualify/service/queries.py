@@ -1,0 +1,122 @@
+"""The read side: lead lists, one lead's full explanation, and funnel counts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from qualify.core.activity import format_time
+from qualify.core.scoring import CompiledModel, LeadScore, score_state
+from qualify.core.leadbook import LeadBook
+from qualify.errors import LeadNotFound
+from qualify.store import repository as repo
+from qualify.store.tables import events, leads, ledger, transitions
+from qualify.store.versions import active_version
+
+__all__ = ["Explanation", "explain_lead", "funnel", "list_leads"]
+
+STAGE_ORDER = ("lead", "mql", "sql", "opportunity", "customer", "nurture", "disqualified")
+SUMMARY_COLUMNS = ("id", "stage", "score", "fit", "engagement", "tier", "grade", "mql", "pql",
+                   "source", "campaign", "qualified_at", "scored_at")
+
+
+def list_leads(
+    engine: Engine,
+    *,
+    stage: str | None = None,
+    tier: str | None = None,
+    limit: int | None = 50,
+) -> list[dict[str, Any]]:
+    """Leads by score, highest first, optionally filtered by stage and tier."""
+    query = select(*(leads.c[c] for c in SUMMARY_COLUMNS)).order_by(
+        leads.c.score.desc(), leads.c.id
+    )
+    if stage:
+        query = query.where(leads.c.stage == stage)
+    if tier:
+        query = query.where(leads.c.tier == tier)
+    if limit:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def funnel(engine: Engine) -> dict[str, Any]:
+    """Lead counts by stage, and how many ever became MQL, SQL and customer."""
+    with engine.connect() as conn:
+        by_stage = dict(conn.execute(select(leads.c.stage, func.count()).group_by(leads.c.stage)).all())
+        reached = dict(
+            conn.execute(
+                select(transitions.c.to_stage, func.count(transitions.c.lead_id.distinct()))
+                .group_by(transitions.c.to_stage)
+            ).all()
+        )
+        total = conn.execute(select(func.count()).select_from(leads)).scalar() or 0
+        event_count = conn.execute(select(func.count()).select_from(events)).scalar() or 0
+    return {
+        "leads": total,
+        "events": event_count,
+        "by_stage": {s: by_stage.get(s, 0) for s in STAGE_ORDER},
+        "ever": {s: reached.get(s, 0) for s in ("mql", "sql", "opportunity", "customer")},
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Explanation:
+    lead: dict[str, Any]
+    score: LeadScore
+    events: dict[str, dict[str, Any]]  # messageId → name, type, time of the earning events
+    transitions: Sequence[dict[str, Any]]
+    ledger: Sequence[dict[str, Any]]
+
+    def to_dict(self) -> dict[str, Any]:
+        contributions = []
+        for c in self.score.contributions:
+            item = c.to_dict()
+            item["events"] = [{"message_id": m, **self.events.get(m, {})} for m in c.events]
+            contributions.append(item)
+        score = self.score.to_dict()
+        score["contributions"] = contributions
+        return {"lead": self.lead, **score, "transitions": list(self.transitions),
+                "ledger": list(self.ledger)}
+
+
+def explain_lead(engine: Engine, lead_id: str, *, ledger_limit: int = 200) -> Explanation:
+    """Every point of a lead with its rule and events, its stage history and ledger."""
+    with engine.connect() as conn:
+        version_id, model = active_version(conn)
+        compiled = CompiledModel(model)
+        row = conn.execute(select(leads).where(leads.c.id == lead_id)).first()
+        if row is None:
+            raise LeadNotFound(lead_id)
+        stored = repo.lead_from_row(row, len(compiled.rules))
+        book = LeadBook(compiled)
+        book.accounts = repo.load_accounts(conn, [stored.record.account_id] if stored.record.account_id else [])
+        as_of = stored.status.scored_at or 0.0
+        result = score_state(compiled, book.profile(stored.record), stored.record.state, as_of,
+                             explain=True)
+        wanted = sorted({m for c in result.contributions for m in c.events})
+        found: dict[str, dict[str, Any]] = {}
+        for part in repo.chunks(wanted):
+            query = select(events.c.message_id, events.c.type, events.c.name, events.c.ts).where(
+                events.c.message_id.in_(part))
+            for message_id, kind, name, ts in conn.execute(query):
+                found[message_id] = {"type": kind, "name": name, "timestamp": format_time(ts)}
+        history = [
+            {**dict(r._mapping), "at": format_time(r.at)}
+            for r in conn.execute(select(transitions).where(transitions.c.lead_id == lead_id)
+                                  .order_by(transitions.c.id))
+        ]
+        entries = [
+            {**dict(r._mapping), "at": format_time(r.at)}
+            for r in conn.execute(select(ledger).where(ledger.c.lead_id == lead_id)
+                                  .order_by(ledger.c.id.desc()).limit(ledger_limit))
+        ]
+    summary = {c: row._mapping[c] for c in SUMMARY_COLUMNS}
+    summary["traits"] = row._mapping["traits"]
+    summary["account_id"] = row._mapping["account_id"]
+    summary["model_version_id"] = version_id
+    return Explanation(summary, result, found, history, entries[::-1])

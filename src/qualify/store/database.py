@@ -1,0 +1,95 @@
+"""Opening a store: any SQLAlchemy URL, SQLite by default, migrated to the latest schema.
+
+SQLite runs in WAL mode with `synchronous=NORMAL`: readers never block the single writer,
+and a committed transaction survives a process crash (WAL's guarantee). PostgreSQL uses the
+same code through psycopg 3; `postgresql://` URLs are mapped to that driver.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import orjson
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from qualify.errors import StoreError
+
+__all__ = ["DEFAULT_URL", "database_url", "open_engine"]
+
+DEFAULT_URL = "sqlite:///qualify.db"
+ENV_VAR = "QUALIFY_DATABASE_URL"
+
+
+def database_url(url: str | None = None) -> str:
+    """The URL to use: the one given, else $QUALIFY_DATABASE_URL, else ./qualify.db."""
+    chosen = url or os.environ.get(ENV_VAR) or DEFAULT_URL
+    if chosen.startswith("postgres://"):
+        chosen = "postgresql://" + chosen.removeprefix("postgres://")
+    if chosen.startswith("postgresql://"):
+        chosen = "postgresql+psycopg://" + chosen.removeprefix("postgresql://")
+    if "://" not in chosen:  # a bare path means a SQLite file
+        chosen = f"sqlite:///{chosen}"
+    return chosen
+
+
+def _json_dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
+    """An engine on the store, with its schema upgraded to the latest migration."""
+    chosen = database_url(url)
+    try:
+        parsed = make_url(chosen)
+    except ArgumentError:
+        raise StoreError(f"`{chosen}` is not a database URL: use e.g. sqlite:///qualify.db "
+                         "or postgresql://user@host/db") from None
+    sqlite = parsed.get_backend_name() == "sqlite"
+    if sqlite and parsed.database and parsed.database != ":memory:":
+        folder = Path(parsed.database).expanduser().resolve().parent
+        if not folder.is_dir():
+            raise StoreError(f"cannot create the database {parsed.database}: folder {folder} "
+                             "does not exist")
+    try:
+        engine = create_engine(
+            parsed,
+            json_serializer=_json_dumps,
+            json_deserializer=orjson.loads,
+            pool_pre_ping=not sqlite,
+        )
+    except (ArgumentError, ImportError) as exc:
+        raise StoreError(f"cannot open `{chosen}`: {exc}") from None
+    if sqlite:
+        event.listen(engine, "connect", _sqlite_pragmas)
+    if migrate:
+        upgrade(engine)
+    return engine
+
+
+def upgrade(engine: Engine) -> None:
+    """Run the Alembic migrations up to the latest revision."""
+    config = Config()
+    config.set_main_option("script_location", "qualify.store:migrations")
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except OperationalError as exc:
+        raise StoreError(f"cannot open the database {engine.url.render_as_string()}: "
+                         f"{exc.orig}") from None
+    except SQLAlchemyError as exc:
+        raise StoreError(f"cannot migrate the database: {exc}") from None

@@ -1,0 +1,273 @@
+"""Reading and writing leads, accounts, identities, events, ledger and transitions.
+
+Rows become the core's objects (`LeadRecord`, `Account`, `LeadState`) and back; the
+lifecycle and scoring columns of a lead travel in a `LeadStatus`. Bulk writes use
+executemany so a batch of thousands of messages costs a handful of statements.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
+
+from qualify.core.activity import ActivityEvent, decode_message
+from qualify.core.leadbook import Account, LeadRecord, Traits
+from qualify.core.lifecycle import Stage, StageChanged
+from qualify.core.state import LeadState
+from qualify.store.tables import accounts, events, identities, leads, ledger, transitions
+
+__all__ = ["LeadStatus", "StoredLead", "chunks"]
+
+_IN_LIMIT = 500  # ids per IN (...) list: well under every backend's parameter limit
+
+
+def chunks(items: Sequence[Any], size: int = _IN_LIMIT) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@dataclass(slots=True)
+class LeadStatus:
+    """A lead's lifecycle and score columns."""
+
+    stage: Stage = Stage.LEAD
+    stage_at: float = 0.0
+    recycled_at: float | None = None
+    qualified_at: float | None = None
+    fit: float = 0.0
+    engagement: float = 0.0
+    score: float = 0.0
+    mql: bool = False
+    pql: bool = False
+    tier: str | None = None
+    grade: str | None = None
+    rule_points: dict[str, float] = field(default_factory=dict)
+    model_version_id: int | None = None
+    scored_at: float | None = None
+    created_at: float = 0.0
+
+
+@dataclass(slots=True)
+class StoredLead:
+    record: LeadRecord
+    status: LeadStatus
+
+
+def _stamp(value: Any) -> tuple[float, str] | None:
+    return (value[0], value[1]) if value else None
+
+
+def lead_from_row(row: Any, rule_count: int, *, lenient: bool = False) -> StoredLead:
+    """A lead from its row; `lenient` gives an empty state when the stored one was saved for
+    a model with other rules (the caller rebuilds it)."""
+    m = row._mapping
+    try:
+        state = LeadState.from_json(m["state"], rule_count)
+    except ValueError:
+        if not lenient:
+            raise
+        state = LeadState(rule_count)
+    traits = Traits(dict(m["traits"]), {k: (v[0], v[1]) for k, v in m["trait_stamps"].items()})
+    record = LeadRecord(
+        lead_id=m["id"],
+        state=state,
+        traits=traits,
+        account_id=m["account_id"],
+        account_stamp=_stamp(m["account_stamp"]),
+        first_seen=m["first_seen"],
+        last_seen=m["last_seen"],
+        source=m["source"],
+        campaign=m["campaign"],
+        source_stamp=_stamp(m["source_stamp"]),
+    )
+    status = LeadStatus(
+        stage=Stage(m["stage"]),
+        stage_at=m["stage_at"],
+        recycled_at=m["recycled_at"],
+        qualified_at=m["qualified_at"],
+        fit=m["fit"],
+        engagement=m["engagement"],
+        score=m["score"],
+        mql=bool(m["mql"]),
+        pql=bool(m["pql"]),
+        tier=m["tier"],
+        grade=m["grade"],
+        rule_points=dict(m["rule_points"]),
+        model_version_id=m["model_version_id"],
+        scored_at=m["scored_at"],
+        created_at=m["created_at"],
+    )
+    return StoredLead(record, status)
+
+
+def lead_values(stored: StoredLead) -> dict[str, Any]:
+    r, s = stored.record, stored.status
+    return {
+        "id": r.lead_id,
+        "account_id": r.account_id,
+        "account_stamp": list(r.account_stamp) if r.account_stamp else None,
+        "traits": r.traits.values,
+        "trait_stamps": {k: list(v) for k, v in r.traits.stamps.items()},
+        "source": r.source,
+        "campaign": r.campaign,
+        "source_stamp": list(r.source_stamp) if r.source_stamp else None,
+        "first_seen": r.first_seen,
+        "last_seen": r.last_seen,
+        "stage": str(s.stage),
+        "stage_at": s.stage_at,
+        "recycled_at": s.recycled_at,
+        "qualified_at": s.qualified_at,
+        "fit": s.fit,
+        "engagement": s.engagement,
+        "score": s.score,
+        "mql": s.mql,
+        "pql": s.pql,
+        "tier": s.tier,
+        "grade": s.grade,
+        "rule_points": s.rule_points,
+        "state": r.state.to_json(),
+        "model_version_id": s.model_version_id,
+        "scored_at": s.scored_at,
+        "created_at": s.created_at,
+    }
+
+
+def load_leads(
+    conn: Connection, ids: Iterable[str], rule_count: int, *, lenient: bool = False
+) -> dict[str, StoredLead]:
+    found: dict[str, StoredLead] = {}
+    for part in chunks(sorted(set(ids))):
+        for row in conn.execute(select(leads).where(leads.c.id.in_(part))):
+            stored = lead_from_row(row, rule_count, lenient=lenient)
+            found[stored.record.lead_id] = stored
+    return found
+
+
+def save_leads(conn: Connection, stored: Sequence[StoredLead], existing: set[str]) -> None:
+    """Insert new leads and update existing ones."""
+    rows = [lead_values(s) for s in stored]
+    new = [r for r in rows if r["id"] not in existing]
+    old = [{**r, "_id": r["id"]} for r in rows if r["id"] in existing]
+    if new:
+        conn.execute(insert(leads), new)
+    if old:
+        columns = {k: bindparam(k) for k in rows[0] if k != "id"}
+        conn.execute(update(leads).where(leads.c.id == bindparam("_id")).values(columns), old)
+
+
+def load_accounts(conn: Connection, ids: Iterable[str]) -> dict[str, Account]:
+    found: dict[str, Account] = {}
+    for part in chunks(sorted(set(ids))):
+        for row in conn.execute(select(accounts).where(accounts.c.id.in_(part))):
+            m = row._mapping
+            stamps = {k: (v[0], v[1]) for k, v in m["trait_stamps"].items()}
+            found[m["id"]] = Account(m["id"], Traits(dict(m["traits"]), stamps))
+    return found
+
+
+def save_accounts(
+    conn: Connection, items: Sequence[Account], existing: set[str], at: float
+) -> None:
+    rows = [
+        {
+            "id": a.account_id,
+            "traits": a.traits.values,
+            "trait_stamps": {k: list(v) for k, v in a.traits.stamps.items()},
+            "updated_at": at,
+        }
+        for a in items
+    ]
+    new = [r for r in rows if r["id"] not in existing]
+    old = [{**r, "_id": r["id"]} for r in rows if r["id"] in existing]
+    if new:
+        conn.execute(insert(accounts), new)
+    if old:
+        values = {k: bindparam(k) for k in ("traits", "trait_stamps", "updated_at")}
+        conn.execute(update(accounts).where(accounts.c.id == bindparam("_id")).values(values), old)
+
+
+def load_identities(
+    conn: Connection, keys: Iterable[tuple[str, str]]
+) -> dict[tuple[str, str], str]:
+    found: dict[tuple[str, str], str] = {}
+    by_kind: dict[str, list[str]] = {}
+    for kind, value in keys:
+        by_kind.setdefault(kind, []).append(value)
+    for kind, values in by_kind.items():
+        for part in chunks(sorted(set(values))):
+            query = select(identities.c.value, identities.c.lead_id).where(
+                identities.c.kind == kind, identities.c.value.in_(part)
+            )
+            for value, lead_id in conn.execute(query):
+                found[(kind, value)] = lead_id
+    return found
+
+
+def save_identities(conn: Connection, rows: Sequence[tuple[str, str, str]]) -> None:
+    if rows:
+        conn.execute(
+            insert(identities), [{"kind": k, "value": v, "lead_id": lead} for k, v, lead in rows]
+        )
+
+
+def merge_leads(conn: Connection, merges: Sequence[tuple[str, str]]) -> None:
+    """Repoint everything of each merged-away lead to the lead it merged into."""
+    for source, target in merges:
+        for table in (identities, events, ledger, transitions):
+            conn.execute(update(table).where(table.c.lead_id == source).values(lead_id=target))
+        conn.execute(delete(leads).where(leads.c.id == source))
+
+
+def existing_message_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
+    found: set[str] = set()
+    for part in chunks(list(ids)):
+        query = select(events.c.message_id).where(events.c.message_id.in_(part))
+        found.update(conn.execute(query).scalars())
+    return found
+
+
+def event_row(event: ActivityEvent, lead_id: str, received_at: float) -> dict[str, Any]:
+    return {
+        "message_id": event.message_id,
+        "lead_id": lead_id,
+        "type": event.type,
+        "name": event.event or event.type,
+        "ts": event.timestamp,
+        "received_at": received_at,
+        "payload": event.to_segment(),
+    }
+
+
+def insert_rows(conn: Connection, table: Any, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        conn.execute(insert(table), rows)
+
+
+def transition_row(change: StageChanged, model_version_id: int | None) -> dict[str, Any]:
+    return {
+        "lead_id": change.lead_id,
+        "from_stage": str(change.from_stage),
+        "to_stage": str(change.to_stage),
+        "action": change.action,
+        "actor": change.actor,
+        "reason": change.reason,
+        "at": change.at,
+        "model_version_id": model_version_id,
+        "details": dict(change.details),
+    }
+
+
+def lead_events(conn: Connection, lead_id: str) -> list[ActivityEvent]:
+    """Every stored message of a lead, decoded again (with the stored timestamps)."""
+    query = select(events.c.payload, events.c.ts).where(events.c.lead_id == lead_id)
+    return [stored_event(payload, ts) for payload, ts in conn.execute(query.order_by(events.c.id))]
+
+
+def stored_event(payload: dict[str, Any], ts: float) -> ActivityEvent:
+    event = decode_message(payload)
+    if event.timestamp != ts:  # the payload's text time is rounded to milliseconds
+        event = replace(event, timestamp=ts)
+    return event

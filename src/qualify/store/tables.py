@@ -1,0 +1,146 @@
+"""The store's tables (SQLAlchemy Core). Migrations in `migrations/` create exactly these.
+
+Times are stored as seconds since the epoch (UTC) in floating-point columns named `*_at`,
+`ts`, `first_seen`, `last_seen`: exact, fast to write, and portable between SQLite and
+PostgreSQL (`datetime(ts, 'unixepoch')`, `to_timestamp(ts)` in reports).
+
+Leads, events and the ledger agree: replaying a lead's events rebuilds its row, and the sum
+of its ledger rows per rule equals its `rule_points`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+__all__ = [
+    "accounts",
+    "events",
+    "identities",
+    "leads",
+    "ledger",
+    "metadata",
+    "model_versions",
+    "transitions",
+]
+
+metadata = MetaData()
+Json = JSON().with_variant(JSONB(), "postgresql")
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("version", String(100), nullable=False),
+    Column("checksum", String(32), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False, server_default="cli"),
+    Column("activated_at", Float),
+    Column("active", Boolean, nullable=False, server_default="0"),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("traits", Json, nullable=False),
+    Column("trait_stamps", Json, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
+leads = Table(
+    "leads",
+    metadata,
+    Column("id", String(200), primary_key=True),
+    Column("account_id", String(200), index=True),
+    Column("account_stamp", Json),
+    Column("traits", Json, nullable=False),
+    Column("trait_stamps", Json, nullable=False),
+    Column("source", String(200), index=True),
+    Column("campaign", String(200)),
+    Column("source_stamp", Json),
+    Column("first_seen", Float),
+    Column("last_seen", Float),
+    Column("stage", String(20), nullable=False, index=True),
+    Column("stage_at", Float, nullable=False),
+    Column("recycled_at", Float),
+    Column("qualified_at", Float),
+    Column("fit", Float, nullable=False, server_default="0"),
+    Column("engagement", Float, nullable=False, server_default="0"),
+    Column("score", Float, nullable=False, server_default="0", index=True),
+    Column("mql", Boolean, nullable=False, server_default="0"),
+    Column("pql", Boolean, nullable=False, server_default="0"),
+    Column("tier", String(50), index=True),
+    Column("grade", String(50)),
+    Column("rule_points", Json, nullable=False),
+    Column("state", LargeBinary, nullable=False),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id")),
+    Column("scored_at", Float),
+    Column("created_at", Float, nullable=False),
+)
+
+identities = Table(
+    "identities",
+    metadata,
+    Column("kind", String(10), primary_key=True),
+    Column("value", String(200), primary_key=True),
+    Column("lead_id", String(200), nullable=False, index=True),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("message_id", String(200), nullable=False, unique=True),
+    Column("lead_id", String(200), nullable=False, index=True),
+    Column("type", String(20), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("ts", Float, nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("payload", Json, nullable=False),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("lead_id", String(200), nullable=False),
+    Column("rule", String(200), nullable=False),
+    Column("points", Float, nullable=False),
+    Column("message_id", String(200)),
+    Column("reason", String(20), nullable=False),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id")),
+    Column("at", Float, nullable=False),
+    Index("ix_ledger_lead", "lead_id", "id"),
+)
+
+transitions = Table(
+    "transitions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("lead_id", String(200), nullable=False),
+    Column("from_stage", String(20), nullable=False),
+    Column("to_stage", String(20), nullable=False),
+    Column("action", String(20), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("at", Float, nullable=False),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id")),
+    Column("details", Json, nullable=False),
+    Index("ix_transitions_lead", "lead_id", "id"),
+)

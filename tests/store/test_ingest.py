@@ -1,0 +1,237 @@
+"""Ingestion into a real store (SQLite file and PostgreSQL): scores, ledger, stages, identity."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from helpers import DAY, at, identify, message, page, track
+from sqlalchemy import Engine, func, select
+
+from qualify.core.lifecycle import Stage
+from qualify.errors import LeadNotFound, NoActiveModel, TransitionNotAllowed
+from qualify.model import load_model
+from qualify.service.feedback import record_action
+from qualify.service.ingest import Ingestor
+from qualify.service.queries import explain_lead, funnel, list_leads
+from qualify.service.rescore import activate_model, rescore_all
+from qualify.store.tables import events, identities, leads, ledger, transitions
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+WORKED = (FIXTURES / "worked_example.yaml").read_text()
+
+
+def activate(engine: Engine, text: str = WORKED, when: float = at(-30)) -> None:
+    activate_model(engine, load_model(text), clock=lambda: when)
+
+
+def seed_messages(user: str = "u1", second_pricing: float = 8.0) -> list:
+    return [
+        identify(user, 0, industry="financial services", company_size=800),
+        track("Content Downloaded", 0.5, user, content_type="whitepaper", topic="compliance"),
+        track("Webinar Attended", 1, user),
+        page("/pricing", 2, user),
+        page("/pricing", second_pricing, user),
+    ]
+
+
+def lead_row(engine: Engine, lead_id: str) -> dict:
+    with engine.connect() as conn:
+        row = conn.execute(select(leads).where(leads.c.id == lead_id)).first()
+    assert row is not None, lead_id
+    return dict(row._mapping)
+
+
+def ledger_by_rule(engine: Engine, lead_id: str) -> dict[str, float]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(ledger.c.rule, func.sum(ledger.c.points))
+                            .where(ledger.c.lead_id == lead_id).group_by(ledger.c.rule)).all()
+    return {rule: total for rule, total in rows if abs(total) > 1e-9}
+
+
+def test_ingest_needs_an_active_model(engine: Engine) -> None:
+    with pytest.raises(NoActiveModel):
+        Ingestor(engine)
+
+
+def test_worked_example_becomes_an_mql_at_the_second_pricing_visit(engine: Engine) -> None:
+    activate(engine)
+    report = Ingestor(engine, clock=lambda: at(20)).ingest(seed_messages())
+    assert (report.ingested, report.new_mqls, report.leads_touched) == (5, 1, 1)
+    row = lead_row(engine, "u1")
+    assert row["score"] == 105 and row["stage"] == "mql" and row["mql"]
+    assert row["qualified_at"] == at(8) and row["stage_at"] == at(8)
+    assert ledger_by_rule(engine, "u1") == row["rule_points"]
+    with engine.connect() as conn:
+        (change,) = conn.execute(select(transitions)).all()
+    assert (change.from_stage, change.to_stage, change.action, change.actor) == (
+        "lead", "mql", "qualify", "system")
+    assert change.details["score"] == 105
+    assert set(change.details["rules"]) == set(row["rule_points"])
+    assert change.model_version_id is not None
+
+
+def test_eight_days_apart_is_not_an_mql(engine: Engine) -> None:
+    activate(engine)
+    Ingestor(engine, clock=lambda: at(20)).ingest(seed_messages(second_pricing=10))
+    row = lead_row(engine, "u1")
+    assert (row["score"], row["stage"]) == (75, "lead")
+
+
+def test_the_mql_moment_is_exact_even_when_the_window_has_closed_since(engine: Engine) -> None:
+    """Criteria held on day 8 only while both visits were in one window; a late batch still
+    records the moment they first held."""
+    activate(engine, WORKED.replace("score_at_least: 100", "score_at_least: 105"))
+    ingestor = Ingestor(engine, clock=lambda: at(40), batch_size=2)
+    ingestor.ingest(seed_messages())
+    row = lead_row(engine, "u1")
+    assert row["stage"] == "mql" and row["qualified_at"] == at(8)
+
+
+def test_duplicates_are_ignored_in_a_batch_and_across_batches(engine: Engine) -> None:
+    activate(engine)
+    ingestor = Ingestor(engine, clock=lambda: at(20))
+    messages = seed_messages()
+    first = ingestor.ingest(messages + messages[:2])
+    again = ingestor.ingest(messages)
+    assert (first.ingested, first.duplicates) == (5, 2)
+    assert (again.ingested, again.duplicates) == (0, 5)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(events)).scalar() == 5
+    assert lead_row(engine, "u1")["score"] == 105
+
+
+def test_anonymous_history_merges_into_the_known_lead(engine: Engine) -> None:
+    activate(engine)
+    ingestor = Ingestor(engine, clock=lambda: at(20), batch_size=3)
+    anonymous = [
+        message(type="page", anonymousId="a1", properties={"path": "/pricing"}, timestamp=at(1)),
+        message(type="page", anonymousId="a1", properties={"path": "/pricing"}, timestamp=at(3)),
+        message(type="track", anonymousId="a1", event="Webinar Attended", timestamp=at(3.5)),
+    ]
+    ingestor.ingest(anonymous)
+    assert lead_row(engine, "anon:a1")["score"] == 50
+    ingestor.ingest([identify("u9", 4, anonymous="a1", industry="Financial Services",
+                              company_size="900"),
+                     track("Content Downloaded", 5, "u9", content_type="whitepaper",
+                           topic="compliance audit")])
+    row = lead_row(engine, "u9")
+    assert row["score"] == 105 and row["stage"] == "mql"
+    with engine.connect() as conn:
+        assert conn.execute(select(leads).where(leads.c.id == "anon:a1")).first() is None
+        owners = set(conn.execute(select(events.c.lead_id)).scalars())
+        keys = dict(conn.execute(select(identities.c.value, identities.c.lead_id)).all())
+    assert owners == {"u9"} and keys == {"a1": "u9", "u9": "u9"}
+    assert ledger_by_rule(engine, "u9") == row["rule_points"]
+
+
+def test_alias_merges_a_previous_id(engine: Engine) -> None:
+    activate(engine)
+    ingestor = Ingestor(engine, clock=lambda: at(20))
+    ingestor.ingest([track("Webinar Attended", 1, "old-id"), identify("new-id", 2)])
+    ingestor.ingest([message(type="alias", previousId="old-id", userId="new-id",
+                             timestamp=at(3))])
+    assert lead_row(engine, "new-id")["rule_points"] == {"webinar attended": 20}
+    with pytest.raises(LeadNotFound):
+        explain_lead(engine, "old-id")
+
+
+def test_group_links_an_account_whose_traits_fit_rules_can_read(engine: Engine) -> None:
+    activate(engine, WORKED.replace("when: {industry: financial services}",
+                                    "when: {account.industry: financial services}"))
+    Ingestor(engine, clock=lambda: at(20)).ingest([
+        identify("u1", 0),
+        message(type="group", userId="u1", groupId="acme", timestamp=at(1),
+                traits={"industry": "Financial Services", "name": "Acme"}),
+    ])
+    row = lead_row(engine, "u1")
+    assert row["account_id"] == "acme" and row["rule_points"] == {"target industry": 15}
+
+
+def test_later_traits_win_whatever_the_arrival_order(engine: Engine) -> None:
+    activate(engine)
+    ingestor = Ingestor(engine, clock=lambda: at(20))
+    ingestor.ingest([identify("u1", 5, industry="financial services")])
+    ingestor.ingest([identify("u1", 1, industry="retail", company_size=300)])
+    row = lead_row(engine, "u1")
+    assert row["traits"] == {"industry": "financial services", "company_size": 300}
+    assert row["fit"] == 25
+
+
+def test_sales_actions_follow_the_lifecycle(engine: Engine) -> None:
+    activate(engine)
+    Ingestor(engine, clock=lambda: at(20)).ingest(seed_messages())
+    with pytest.raises(TransitionNotAllowed, match="cannot won lead `u1`: it is in stage `mql`"):
+        record_action(engine, "u1", "won", actor="ana", clock=lambda: at(21))
+    change = record_action(engine, "u1", "accept", actor="ana", clock=lambda: at(21),
+                           details={"budget": "approved", "timeline": "Q3"})
+    assert (change.from_stage, change.to_stage) == (Stage.MQL, Stage.SQL)
+    with pytest.raises(TransitionNotAllowed, match="a reason is required"):
+        record_action(engine, "u1", "reject", actor="ana", clock=lambda: at(22))
+    record_action(engine, "u1", "opportunity", actor="ana", clock=lambda: at(23))
+    record_action(engine, "u1", "won", actor="ana", clock=lambda: at(30),
+                  details={"amount": 12000})
+    row = lead_row(engine, "u1")
+    assert (row["stage"], row["stage_at"]) == ("customer", at(30))
+    history = explain_lead(engine, "u1").transitions
+    assert [t["action"] for t in history] == ["qualify", "accept", "opportunity", "won"]
+    assert history[1]["details"] == {"budget": "approved", "timeline": "Q3"}
+    with pytest.raises(LeadNotFound):
+        record_action(engine, "nobody", "accept", actor="ana")
+
+
+def test_recycled_leads_requalify_only_after_the_waiting_period(engine: Engine) -> None:
+    text = WORKED + "lifecycle:\n  recycle:\n    requalify_after: 30d\n"
+    activate(engine, text)
+    ingestor = Ingestor(engine, clock=lambda: at(10))
+    ingestor.ingest(seed_messages())
+    record_action(engine, "u1", "reject", actor="dan", reason="no budget",
+                  clock=lambda: at(10))
+    assert lead_row(engine, "u1")["stage"] == "nurture"
+    Ingestor(engine, clock=lambda: at(20)).ingest([track("Webinar Attended", 19, "u1")])
+    assert lead_row(engine, "u1")["stage"] == "nurture"  # criteria hold, but too early
+    Ingestor(engine, clock=lambda: at(45)).ingest([track("Webinar Attended", 44, "u1")])
+    row = lead_row(engine, "u1")
+    assert row["stage"] == "mql" and row["qualified_at"] == at(44)
+
+
+def test_activating_a_new_model_rescores_every_lead(engine: Engine) -> None:
+    activate(engine)
+    Ingestor(engine, clock=lambda: at(20)).ingest(
+        seed_messages("u1", 10) + seed_messages("u2", 4))
+    assert lead_row(engine, "u1")["stage"] == "lead"
+    cheaper = WORKED.replace("version: 1", "version: 2").replace("points: 20", "points: 50")
+    report = activate_model(engine, load_model(cheaper), clock=lambda: at(25))
+    assert (report.leads, report.new_mqls) == (2, 1)
+    row = lead_row(engine, "u1")
+    assert (row["score"], row["stage"], row["qualified_at"]) == (105, "mql", at(25))
+    assert ledger_by_rule(engine, "u1") == row["rule_points"]
+    assert lead_row(engine, "u2")["qualified_at"] == at(4)  # history is not rewritten
+
+
+def test_refresh_applies_the_passing_of_time(engine: Engine) -> None:
+    activate(engine, WORKED + "decay:\n  engagement_half_life: 10d\n")
+    Ingestor(engine, clock=lambda: at(8)).ingest(seed_messages())
+    before = lead_row(engine, "u1")
+    rescore_all(engine, rebuild=False, now=at(18))
+    after = lead_row(engine, "u1")
+    assert after["engagement"] == pytest.approx(before["engagement"] / 2, rel=1e-12)
+    assert after["scored_at"] == at(18)
+    assert ledger_by_rule(engine, "u1") == pytest.approx(after["rule_points"])
+
+
+def test_queries_list_and_count(engine: Engine) -> None:
+    activate(engine)
+    Ingestor(engine, clock=lambda: at(20)).ingest(
+        seed_messages("u1") + seed_messages("u2", 10) + seed_messages("u3"))
+    rows = list_leads(engine, stage="mql")
+    assert [r["id"] for r in rows] == ["u1", "u3"]
+    counts = funnel(engine)
+    assert counts["by_stage"]["mql"] == 2 and counts["by_stage"]["lead"] == 1
+    assert counts["ever"]["mql"] == 2 and counts["events"] == 15
+    explanation = explain_lead(engine, "u1").to_dict()
+    pricing = next(c for c in explanation["contributions"]
+                   if c["rule"] == "pricing page twice in a week")
+    assert pricing["points"] == 30
+    assert [e["timestamp"][:10] for e in pricing["events"]] == ["2026-03-09"]
+    assert DAY > 0
