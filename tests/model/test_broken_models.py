@@ -131,7 +131,6 @@ def test_check_command_reports_problems_and_exits_2() -> None:
     assert done.returncode == 2
     assert "Traceback" not in done.stderr + done.stdout
     assert done.stdout == ""
-    # Whitespace-insensitive: the CLI currently wraps long lines (see the xfail below).
     shown = " ".join(done.stderr.split())
     problems = expected(BROKEN / name, libyaml=WITH_LIBYAML)
     assert len(problems) == 4
@@ -139,12 +138,6 @@ def test_check_command_reports_problems_and_exits_2() -> None:
         assert " ".join(f"{name}:{line}:{column}: {message}".split()) in shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known bug: the CLI prints problems through a Rich console that wraps them at the "
-    "terminal width (80 columns when not a terminal), splitting `file:line:col: message` lines "
-    "(src/qualify/cli/render.py `err = Console(stderr=True, ...)`)",
-)
 def test_check_command_prints_problems_unwrapped() -> None:
     name = "routing_targets.yaml"
     text = (BROKEN / name).read_text(encoding="utf-8")

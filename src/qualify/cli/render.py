@@ -15,7 +15,7 @@ from qualify.core.activity import format_time
 __all__ = ["console", "err", "print_json", "points", "when"]
 
 console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_json(value: Any) -> None:

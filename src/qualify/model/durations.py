@@ -11,14 +11,13 @@ _PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
 def parse_duration(text: object) -> float | None:
-    """Seconds for a duration string, or None when it is not one (the caller reports it)."""
+    """Seconds for a duration string (possibly zero), or None when it is not one."""
     if not isinstance(text, str):
         return None
     match = _PATTERN.match(text)
     if not match:
         return None
-    seconds = float(match.group(1)) * _UNITS[match.group(2)]
-    return seconds if seconds > 0 else None
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def format_duration(seconds: float) -> str:

@@ -36,6 +36,16 @@ OPERATORS = (
     "exists",
 )
 COMBINATORS = ("any", "all", "not")
+SYNONYMS = {
+    "greater_than": "gt", "more_than": "gt", "above": "gt",
+    "greater_than_or_equal": "gte", "at_least": "gte", "min": "gte",
+    "less_than": "lt", "below": "lt",
+    "less_than_or_equal": "lte", "at_most": "lte", "max": "lte",
+    "eq": "equals", "is": "equals", "equal": "equals",
+    "startswith": "starts_with", "endswith": "ends_with", "prefix": "starts_with",
+    "includes": "contains", "has": "contains", "regex": "matches", "match": "matches",
+    "one_of": "in", "none_of": "not_in", "range": "between",
+}
 
 Scalar = str | int | float | bool | None
 
@@ -99,9 +109,15 @@ def parse_predicate(value: Any, path: tuple[Any, ...], problems: Problems) -> Pr
     return items[0] if len(items) == 1 else AllOf(tuple(items))
 
 
-def _parse_field(key: str, condition: Any, path: tuple[Any, ...], problems: Problems) -> list[Compare]:
+def _parse_field(
+    key: str, condition: Any, path: tuple[Any, ...], problems: Problems
+) -> list[Compare]:
     if not key or key.startswith(".") or key.endswith(".") or ".." in key:
         problems.add(path, f"`{key}` is not a valid key: use names joined by dots", key=True)
+        return []
+    if key in OPERATORS and not isinstance(condition, dict):
+        problems.add(path, f"`{key}` is an operator: name the field it tests first, e.g. "
+                     f"`path: {{{key}: ...}}`", key=True)
         return []
     if _is_scalar(condition):
         return [Compare(key, "equals", condition)]
@@ -112,12 +128,11 @@ def _parse_field(key: str, condition: Any, path: tuple[Any, ...], problems: Prob
     for op, operand in condition.items():
         here = (*path, op)
         if op not in OPERATORS:
-            guess = near_miss(op, OPERATORS)
-            if guess:
+            guess = SYNONYMS.get(op.lower()) or near_miss(op, OPERATORS)
+            if guess and not isinstance(operand, dict):
                 hint = f"; did you mean `{guess}`?"
             else:
-                hint = (f"; to reach a nested value write `{key}.{op}`" if not isinstance(
-                    operand, dict) else "") or f" (operators: {', '.join(OPERATORS)})"
+                hint = f"; to reach a nested value write `{key}.{op}`"
             problems.add(here, f"unknown operator `{op}`{hint}", key=True)
             continue
         parsed = _parse_operand(op, operand, here, problems)
@@ -157,7 +172,9 @@ def _parse_operand(op: str, operand: Any, path: tuple[Any, ...], problems: Probl
         return operand
     if op == "exists":
         if not isinstance(operand, bool):
-            problems.add(path, f"`exists` takes true or false, not {describe(operand)}")
+            extra = " (`yes`/`no` are text in YAML 1.2: write `true`)" if isinstance(
+                operand, str) and operand.lower() in ("yes", "no", "on", "off") else ""
+            problems.add(path, f"`exists` takes true or false, not {describe(operand)}{extra}")
             return _INVALID
         return operand
     if op == "matches":

@@ -61,18 +61,23 @@ def parse_qualification(
     path: tuple[Any, ...] = ("qualification",)
     if not problems.expect_mapping(path, value, "`qualification`"):
         return Qualification()
-    problems.check_keys(path, value, QUALIFICATION_KEYS, "key in `qualification`")
+    problems.check_keys(path, value, QUALIFICATION_KEYS, "in `qualification`")
     mql = pql = None
     if "mql" in value:
         mql = parse_criteria(value["mql"], (*path, "mql"), problems, rules)
     if "pql" in value:
         pql = parse_criteria(value["pql"], (*path, "pql"), problems, rules)
     tiers = _ordered(value.get("tiers"), (*path, "tiers"), problems, rules, "tier")
-    grades = _ordered(value.get("grades"), (*path, "grades"), problems, fit_rules, "grade")
+    grades = _ordered(value.get("grades"), (*path, "grades"), problems, rules, "grade")
     for name, criteria in grades:
         if criteria.score_at_least is not None or criteria.engagement_at_least is not None:
             problems.add((*path, "grades", name), f"grade `{name}` must depend on fit alone: use "
                          "`fit_at_least` or fit rule names", key=True)
+        for key in ("all", "any"):
+            for i, rule in enumerate(getattr(criteria, key)):
+                if rule in rules and rule not in fit_rules:
+                    problems.add((*path, "grades", name, key, i), f"grade `{name}` must depend "
+                                 f"on fit alone: `{rule}` is an engagement rule")
     return Qualification(mql, pql, tiers, grades)
 
 
@@ -101,9 +106,9 @@ def parse_criteria(
 ) -> Criteria:
     if value is None:
         value = {}
-    if not problems.expect_mapping(path, value, "criteria"):
+    if not problems.expect_mapping(path, value, "criteria", "{score_at_least: 100}"):
         return Criteria()
-    problems.check_keys(path, value, CRITERIA_KEYS, "criterion")
+    problems.check_keys(path, value, CRITERIA_KEYS, "in criteria")
     numbers: dict[str, float | None] = {}
     for key in ("score_at_least", "fit_at_least", "engagement_at_least"):
         raw = value.get(key)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from qualify.model.predicates import Predicate, parse_predicate
-from qualify.model.problems import Problems, describe
+from qualify.model.problems import Problems, describe, near_miss
 
 __all__ = ["Assignment", "Member", "RoutingRule", "parse_routing"]
 
@@ -52,10 +52,14 @@ def parse_routing(value: Any, problems: Problems) -> tuple[RoutingRule, ...]:
         path: tuple[Any, ...] = ("routing", i)
         if not problems.expect_mapping(path, raw, "a routing rule"):
             continue
-        problems.check_keys(path, raw, ROUTING_KEYS, "key in a routing rule")
+        problems.check_keys(path, raw, ROUTING_KEYS, "in a routing rule")
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
-            problems.add(path, "this routing rule has no `name`")
+            if "name" in raw:
+                problems.add((*path, "name"), "a routing rule's `name` must be a text, not "
+                             f"{describe(name)}")
+            else:
+                problems.missing(path, "name", "this routing rule has no `name`")
             name = ""
         elif name in seen:
             problems.add((*path, "name"), f"duplicate routing rule name `{name}`")
@@ -63,8 +67,9 @@ def parse_routing(value: Any, problems: Problems) -> tuple[RoutingRule, ...]:
         when = parse_predicate(raw["when"], (*path, "when"), problems) if "when" in raw else None
         has_nurture, has_assign = "nurture" in raw, "assign" in raw
         if has_nurture == has_assign:
-            problems.add(path, f"routing rule `{name}` needs exactly one target: `nurture: "
-                         "CAMPAIGN` or `assign: {team, strategy, members}`")
+            label = f"routing rule `{name}`" if name else "this routing rule"
+            problems.add(path, f"{label} needs exactly one target: `nurture: CAMPAIGN` or "
+                         "`assign: {team, strategy, members}`")
         nurture = raw.get("nurture")
         if has_nurture and (not isinstance(nurture, str) or not nurture):
             problems.add((*path, "nurture"), "`nurture` names a campaign")
@@ -77,15 +82,16 @@ def parse_routing(value: Any, problems: Problems) -> tuple[RoutingRule, ...]:
 def _assignment(raw: Any, path: tuple[Any, ...], problems: Problems) -> Assignment | None:
     if not problems.expect_mapping(path, raw, "`assign`"):
         return None
-    problems.check_keys(path, raw, ASSIGN_KEYS, "key in `assign`")
+    problems.check_keys(path, raw, ASSIGN_KEYS, "in `assign`")
     team = raw.get("team")
     if not isinstance(team, str) or not team:
         problems.add(path, "`assign` needs a `team` name")
         team = ""
     strategy = raw.get("strategy", "round_robin")
     if strategy not in STRATEGIES:
-        problems.add((*path, "strategy"), f"unknown strategy {describe(strategy)}; use one of: "
-                     f"{', '.join(STRATEGIES)}")
+        guess = near_miss(str(strategy).replace("-", "_"), STRATEGIES)
+        hint = f"did you mean `{guess}`?" if guess else f"use one of: {', '.join(STRATEGIES)}"
+        problems.add((*path, "strategy"), f"unknown strategy `{strategy}`; {hint}")
         strategy = "round_robin"
     members = []
     raw_members = raw.get("members")
@@ -98,7 +104,7 @@ def _assignment(raw: Any, path: tuple[Any, ...], problems: Problems) -> Assignme
         if isinstance(member, str) and member:
             members.append(Member(member))
         elif isinstance(member, dict):
-            problems.check_keys(here, member, MEMBER_KEYS, "key in a member")
+            problems.check_keys(here, member, MEMBER_KEYS, "in a member")
             name = member.get("name")
             weight = member.get("weight", 1.0)
             capacity = member.get("capacity")

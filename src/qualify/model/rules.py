@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from qualify.model.durations import parse_duration
 from qualify.model.predicates import AllOf, Predicate, parse_predicate
 from qualify.model.problems import Problems, describe
 
@@ -67,17 +66,22 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def _label(name: str) -> str:
+    return f"rule `{name}`" if name else "this rule"
+
+
 def _common(raw: dict[str, Any], path: tuple[Any, ...], problems: Problems) -> tuple[str, float]:
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         if "name" in raw:
             problems.add((*path, "name"), f"a rule's `name` must be a text, not {describe(name)}")
         else:
-            problems.add(path, "this rule has no `name`: every rule needs a unique name")
+            problems.missing(path, "name", "this rule has no `name`: every rule needs a unique "
+                             "name (explanations show it)")
         name = ""
     points = raw.get("points")
     if "points" not in raw:
-        problems.add(path, f"rule `{name}` has no `points`")
+        problems.missing(path, "points", f"{_label(name.strip())} has no `points`")
         points = 0
     elif not _number(points):
         problems.add((*path, "points"), f"`points` must be a number, not {describe(points)}")
@@ -100,10 +104,11 @@ def parse_fit_rules(value: Any, problems: Problems) -> tuple[FitRule, ...]:
         path = ("fit", i)
         if not problems.expect_mapping(path, raw, "a fit rule"):
             continue
-        problems.check_keys(path, raw, FIT_KEYS, "key in a fit rule")
+        problems.check_keys(path, raw, FIT_KEYS, "in a fit rule")
         name, points = _common(raw, path, problems)
         if "when" not in raw:
-            problems.add(path, f"fit rule `{name}` has no `when`: say which profiles it matches")
+            problems.missing(path, "when", f"{_label(name)} has no `when`: say which profiles "
+                             "it matches, e.g. `when: {industry: software}`")
             when: Predicate = AllOf(())
         else:
             when = parse_predicate(raw["when"], (*path, "when"), problems)
@@ -122,7 +127,7 @@ def parse_engagement_rules(value: Any, problems: Problems) -> tuple[EngagementRu
         path = ("engagement", i)
         if not problems.expect_mapping(path, raw, "an engagement rule"):
             continue
-        problems.check_keys(path, raw, ENGAGEMENT_KEYS, "key in an engagement rule")
+        problems.check_keys(path, raw, ENGAGEMENT_KEYS, "in an engagement rule")
         rules.append(_engagement_rule(raw, path, problems))
     return tuple(rules)
 
@@ -142,7 +147,7 @@ def _engagement_rule(
     if times is not None and (not isinstance(times, int) or isinstance(times, bool) or times < 1):
         problems.add((*path, "times"), f"`times` must be a whole number ≥ 1, not {describe(times)}")
         times = None
-    within = _duration(raw, "within", path, problems)
+    within = problems.duration(raw, "within", path)
     if within is not None and "times" not in raw:
         problems.add((*path, "within"), "`within` needs `times`: say how many matching events "
                      "must fall inside the window", key=True)
@@ -158,7 +163,7 @@ def _engagement_rule(
     if once and times is not None:
         problems.add((*path, "once"), "`once` cannot be combined with `times`: a `times` rule "
                      "already gives its points once", key=True)
-    expires_after = _duration(raw, "expires_after", path, problems)
+    expires_after = problems.duration(raw, "expires_after", path)
     return EngagementRule(
         name=name,
         events=events,
@@ -178,8 +183,8 @@ def _event_names(
     raw: dict[str, Any], path: tuple[Any, ...], name: str, problems: Problems
 ) -> tuple[str, ...]:
     if "event" not in raw:
-        problems.add(path, f"engagement rule `{name}` has no `event`: name the event it counts "
-                     "(e.g. `event: Webinar Attended`, or `event: page` for page views)")
+        problems.missing(path, "event", f"{_label(name)} has no `event`: name the event it "
+                         "counts (e.g. `event: Webinar Attended`, or `event: page` for page views)")
         return ()
     event = raw["event"]
     names = event if isinstance(event, list) else [event]
@@ -188,14 +193,3 @@ def _event_names(
         return ()
     return tuple(dict.fromkeys(n.strip().casefold() for n in names))
 
-
-def _duration(
-    raw: dict[str, Any], key: str, path: tuple[Any, ...], problems: Problems
-) -> float | None:
-    if key not in raw:
-        return None
-    seconds = parse_duration(raw[key])
-    if seconds is None:
-        problems.add((*path, key), f"`{key}` must be a duration such as `30m`, `12h`, `7d` or "
-                     f"`4w`, not {describe(raw[key])}")
-    return seconds

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from qualify.errors import ModelError
-from qualify.model.durations import parse_duration
 from qualify.model.lifecycle import LifecycleSettings, parse_lifecycle
 from qualify.model.problems import Problems, describe
 from qualify.model.qualification import Qualification, parse_qualification
@@ -68,12 +67,14 @@ def load_model(text: str, filename: str = "<model>") -> ScoringModel:
         problems.add((), "a model file is a mapping with at least `name` and `version`, "
                      f"not {describe(raw)}")
         raise ModelError(filename, text, problems.items)
-    problems.check_keys((), raw, TOP_LEVEL_KEYS, "top-level key")
+    problems.check_keys((), raw, TOP_LEVEL_KEYS, "at the top level")
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         problems.add(("name",) if "name" in raw else (), "the model needs a `name` (a text)")
         name = ""
     version = raw.get("version")
+    if isinstance(version, int | float) and not isinstance(version, bool):
+        version = doc.texts.get(("version",), str(version))  # `1.10` stays 1.10, not 1.1
     if not isinstance(version, str | int | float) or isinstance(version, bool) or version == "":
         problems.add(("version",) if "version" in raw else (),
                      "the model needs a `version` (e.g. `version: 1`); it is stored with every "
@@ -129,11 +130,5 @@ def _decay(value: Any, problems: Problems) -> float | None:
         return None
     if not problems.expect_mapping(("decay",), value, "`decay`"):
         return None
-    problems.check_keys(("decay",), value, ("engagement_half_life",), "key in `decay`")
-    if "engagement_half_life" not in value:
-        return None
-    seconds = parse_duration(value["engagement_half_life"])
-    if seconds is None:
-        problems.add(("decay", "engagement_half_life"), "`engagement_half_life` must be a "
-                     f"duration such as `30d`, not {describe(value['engagement_half_life'])}")
-    return seconds
+    problems.check_keys(("decay",), value, ("engagement_half_life",), "in `decay`")
+    return problems.duration(value, "engagement_half_life", ("decay",))

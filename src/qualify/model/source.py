@@ -39,6 +39,7 @@ class Located:
     value: Any
     keys: dict[tuple[Any, ...], Pos] = field(default_factory=dict)
     values: dict[tuple[Any, ...], Pos] = field(default_factory=dict)
+    texts: dict[tuple[Any, ...], str] = field(default_factory=dict)  # scalars as written
 
     def at(self, path: tuple[Any, ...], *, key: bool = False) -> Pos:
         """Where `path` stands: its key when `key` and there is one, else its value.
@@ -103,7 +104,12 @@ def _build(
 ) -> Any:
     doc.values[path] = _pos(node.start_mark)
     if isinstance(node, yaml.ScalarNode):
-        return _scalar(node)
+        doc.texts[path] = node.value
+        try:
+            return _scalar(node)
+        except ValueError:
+            problems.append(_problem(node, f"`{node.value}` is not a valid {node.tag.rsplit(':', 1)[1]}"))
+            return node.value
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
     if isinstance(node, yaml.MappingNode):
@@ -134,10 +140,7 @@ def load_located(text: str) -> tuple[Located | None, list[ModelProblem]]:
     try:
         node = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        what = exc.problem or exc.context or "invalid YAML"
-        return None, [ModelProblem(line, column, f"YAML syntax error: {what}")]
+        return None, [_syntax_problem(exc, text)]
     except yaml.YAMLError as exc:  # pragma: no cover - PyYAML marks nearly everything
         return None, [ModelProblem(1, 1, f"YAML syntax error: {exc}")]
     doc = Located(None)
@@ -147,3 +150,21 @@ def load_located(text: str) -> tuple[Located | None, list[ModelProblem]]:
         return doc, problems
     doc.value = _build(node, (), doc, problems)
     return doc, problems
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, text: str) -> ModelProblem:
+    """One clear problem from a YAML syntax error: where it is, and what was open there."""
+    last_line = max(1, len(text.splitlines()))
+    mark = exc.problem_mark or exc.context_mark
+    if mark is not None and mark.line + 1 > last_line and exc.context_mark is not None:
+        mark = exc.context_mark  # past the end of the file: point at what was left open
+    line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+    what = exc.problem or "invalid YAML"
+    if exc.context:
+        opened = exc.context_mark
+        where = f" (line {opened.line + 1})" if opened is not None else ""
+        what = f"{exc.context}{where}, {what}"
+    if "escape" in what:
+        what += "; in double quotes a backslash starts an escape: write regular expressions " \
+                "in single quotes"
+    return ModelProblem(line, column, f"YAML syntax error: {what}")
