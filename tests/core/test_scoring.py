@@ -326,3 +326,25 @@ def test_late_events_slot_into_place() -> None:
     b = evaluate(compiled, FS_PROFILE, shuffled, at(9))
     assert a == b
     assert DAY == 86400.0
+
+
+def test_stateless_scoring_counts_a_repeated_message_id_once() -> None:
+    from qualify.service.stateless import score_events
+
+    from helpers import message
+
+    compiled = model(QUALIFY)
+    twice = [message(type="track", userId="u", event="Webinar Attended", messageId="e1",
+                     timestamp=at(d)) for d in (0, 1)]
+    ((lead, result, _),) = list(score_events(compiled, twice, at(2)))
+    assert (lead, result.engagement) == ("u", 50)
+
+
+def test_stateless_scoring_as_of_ignores_later_profile_messages() -> None:
+    from qualify.service.stateless import score_events
+
+    compiled = model(QUALIFY)
+    messages = [identify("u", 5, industry="software")]
+    ((_, before, _),) = list(score_events(compiled, messages, at(1)))
+    ((_, after, _),) = list(score_events(compiled, messages, at(6)))
+    assert (before.fit, after.fit) == (0, 30)

@@ -235,3 +235,21 @@ def test_queries_list_and_count(engine: Engine) -> None:
     assert pricing["points"] == 30
     assert [e["timestamp"][:10] for e in pricing["events"]] == ["2026-03-09"]
     assert DAY > 0
+
+
+def test_the_mql_moment_waits_for_the_profile_that_made_it(engine: Engine) -> None:
+    """Engagement alone is 80; the identify on day 20 brings the fit. The moment is day 20
+    however the messages are batched."""
+    activate(engine)
+    messages = seed_messages()[1:] + [identify("u1", 20, industry="financial services",
+                                               company_size=800)]
+    Ingestor(engine, clock=lambda: at(21), batch_size=100).ingest(messages)
+    assert lead_row(engine, "u1")["qualified_at"] == at(20)
+
+
+def test_the_mql_moment_is_the_same_when_batched_differently(engine: Engine) -> None:
+    activate(engine)
+    messages = seed_messages()[1:] + [identify("u1", 20, industry="financial services",
+                                               company_size=800)]
+    Ingestor(engine, clock=lambda: at(21), batch_size=1).ingest(messages)
+    assert lead_row(engine, "u1")["qualified_at"] == at(20)

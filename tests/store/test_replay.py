@@ -111,7 +111,8 @@ def check_replay(engine: Engine) -> int:
         assert record.state == item.record.state, lead_id
         assert record.account_id == item.record.account_id, lead_id
         assert record.first_seen == item.record.first_seen, lead_id
-        result = score_state(compiled, book.profile(record), record.state, status.scored_at)
+        profile = book.profile(record, status.scored_at)
+        result = score_state(compiled, profile, record.state, status.scored_at)
         assert (result.fit, result.mql, result.tier, result.grade) == (
             status.fit, status.mql, status.tier, status.grade), lead_id
         assert abs(result.score - status.score) < 1e-9, lead_id

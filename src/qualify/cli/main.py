@@ -120,7 +120,10 @@ def score(
     as_json: JsonOption = False,
     limit: Annotated[int, typer.Option(help="Rows in the table (not for --json).")] = 20,
 ) -> None:
-    """Score a file of messages without a database (stateless)."""
+    """Score a file of messages without a database (stateless).
+
+    Bad lines are reported with their line number and skipped (exit code 1).
+    """
     from qualify.service.files import Problems, read_jsonl
     from qualify.service.stateless import score_events
 
@@ -139,6 +142,8 @@ def score(
                             key=lambda item: (item[0], item[1]))
             _score_table(ranked, limit)
     _report_problems(events, problems)
+    if problems.items:
+        raise typer.Exit(1)
 
 
 def _score_table(ranked: list[Any], limit: int) -> None:
@@ -186,14 +191,21 @@ def ingest(
         "mapped, else identify).")] = None,
     batch_size: Annotated[int, typer.Option(help="Messages per transaction.")] = 2000,
 ) -> None:
-    """Ingest message files into the store: events, scores, ledger and stage changes."""
+    """Ingest message files into the store: events, scores, ledger and stage changes.
+
+    Bad lines are reported with their line number and skipped; the rest is ingested and the
+    exit code is 1. Each batch is committed before the next is read.
+    """
     from qualify.service.files import ColumnMapping, Problems, read_csv, read_jsonl
     from qualify.service.ingest import Ingestor, IngestReport
 
-    engine = _engine(db)
-    ingestor = Ingestor(engine, batch_size=batch_size)
     column_mapping = ColumnMapping.parse(mapping or [], message_type)
+    for path in files:
+        if not path.is_file():
+            raise QualifyError(f"no such file: {path}")
+    ingestor = Ingestor(_engine(db), batch_size=batch_size)
     total = IngestReport()
+    skipped = 0
     for path in files:
         problems = Problems()
         size = path.stat().st_size if path.exists() else 0
@@ -211,6 +223,7 @@ def ingest(
                 messages, progress=lambda _n: progress.update(task, completed=raw.tell())
             )
         total.add(report)
+        skipped += len(problems.items)
         _report_problems(path, problems)
         render.console.print(
             f"{path}: {report.ingested} messages ingested, {report.duplicates} duplicates "
@@ -218,6 +231,8 @@ def ingest(
             f"updated, {report.new_mqls} new MQLs", markup=False)
     if len(files) > 1:
         render.console.print(f"total: {total.ingested} ingested, {total.new_mqls} new MQLs")
+    if skipped:
+        raise typer.Exit(1)  # done, but not everything: scripts should notice
 
 
 @app.command()

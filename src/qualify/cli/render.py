@@ -19,7 +19,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.buffer.write(orjson.dumps(value, option=orjson.OPT_INDENT_2) + b"\n")
+    option = orjson.OPT_INDENT_2 | orjson.OPT_NON_STR_KEYS  # column names are str subclasses
+    sys.stdout.buffer.write(orjson.dumps(value, option=option) + b"\n")
     sys.stdout.flush()
 
 

@@ -119,9 +119,16 @@ class Applied:
 class LeadBook:
     """Leads, accounts and the identity graph, as far as they are loaded."""
 
-    def __init__(self, compiled: CompiledModel, graph: IdentityGraph | None = None) -> None:
+    def __init__(
+        self,
+        compiled: CompiledModel,
+        graph: IdentityGraph | None = None,
+        *,
+        dedupe: bool = False,
+    ) -> None:
         self.compiled = compiled
         self.graph = graph or IdentityGraph()
+        self.seen: set[str] | None = set() if dedupe else None  # messageIds applied so far
         self.leads: dict[str, LeadRecord] = {}
         self.accounts: dict[str, Account] = {}
         self.removed: set[str] = set()  # leads merged away
@@ -140,7 +147,13 @@ class LeadBook:
             self.accounts[account_id] = account
         return account
 
-    def apply(self, event: ActivityEvent) -> Applied:
+    def apply(self, event: ActivityEvent) -> Applied | None:
+        """Apply one message; None when `dedupe` is on and its messageId was seen before (the
+        store deduplicates against its events table instead)."""
+        if self.seen is not None:
+            if event.message_id in self.seen:
+                return None
+            self.seen.add(event.message_id)
         resolution = self.graph.resolve(event)
         for source, target in resolution.merges:
             merged = self.leads.pop(source, None)
@@ -164,11 +177,36 @@ class LeadBook:
             touched = tuple(self.compiled.apply(record.state, event))
         return Applied(resolution.lead_id, touched, resolution.merges, changed)
 
-    def profile(self, record: LeadRecord) -> dict[str, Any]:
-        """What fit rules see: the lead's traits, with its account's traits under `account`."""
-        if record.account_id is None:
-            return record.traits.values
+    def profile(self, record: LeadRecord, as_of: float | None = None) -> dict[str, Any]:
+        """What fit rules see: the lead's traits, with its account's traits under `account`.
+
+        As of a moment, only what was known by then counts: traits (and the account link)
+        whose winning message is later are left out, so a score never uses the future.
+        """
+        traits = _known(record.traits, as_of)
+        linked = record.account_id is not None and (
+            as_of is None or record.account_stamp is None or record.account_stamp[0] <= as_of
+        )
+        if not linked:
+            return traits
+        assert record.account_id is not None
         account = self.accounts.get(record.account_id)
-        account_traits = dict(account.traits.values) if account else {}
+        account_traits = _known(account.traits, as_of) if account else {}
         account_traits.setdefault("id", record.account_id)
-        return {**record.traits.values, "account": account_traits}
+        return {**traits, "account": account_traits}
+
+    def profile_moments(self, record: LeadRecord) -> list[float]:
+        """The moments at which the lead's profile changed, sorted."""
+        moments = {stamp[0] for stamp in record.traits.stamps.values()}
+        if record.account_stamp is not None:
+            moments.add(record.account_stamp[0])
+            account = self.accounts.get(record.account_id or "")
+            if account is not None:
+                moments.update(stamp[0] for stamp in account.traits.stamps.values())
+        return sorted(moments)
+
+
+def _known(traits: Traits, as_of: float | None) -> dict[str, Any]:
+    if as_of is None:
+        return dict(traits.values)
+    return {k: v for k, v in traits.values.items() if traits.stamps[k][0] <= as_of}

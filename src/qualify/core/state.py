@@ -34,12 +34,16 @@ class LeadState:
         self.hits: list[list[Hit]] = hits if hits is not None else [[] for _ in range(rule_count)]
 
     def add(self, rule: int, hit: Hit) -> bool:
-        """Record a matching event; False when the rule already holds that message."""
+        """Record a matching event; False when the rule already holds it at that time.
+
+        Callers apply each messageId once (the store checks its events table, `LeadBook`
+        keeps the ids it saw); this check only keeps a merge or a replay from doubling.
+        """
         hits = self.hits[rule]
         if not hits or _order(hits[-1]) < _order(hit):
             hits.append(hit)  # the common case: events arrive in order
             return True
-        if any(h[1] == hit[1] for h in hits):
+        if hits[-1] == hit or any(h[1] == hit[1] for h in hits):
             return False
         insort(hits, hit, key=_order)
         return True

@@ -9,6 +9,7 @@ stateless scorer uses, and written back with a few bulk statements.
 from __future__ import annotations
 
 import time
+from functools import partial
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
@@ -118,6 +119,7 @@ class _BatchWork:
         merges: list[tuple[str, str]] = []
         for event in fresh:
             applied = book.apply(event)
+            assert applied is not None  # the batch was deduplicated above
             lead_id = applied.lead_id
             for source, target in applied.merged:
                 merges.append((source, target))
@@ -136,13 +138,14 @@ class _BatchWork:
         for lead_id in touched:
             record = book.leads[lead_id]
             status = statuses[lead_id]
-            profile = book.profile(record)
+            profile = book.profile(record, self.now)
             result = score_state(compiled, profile, record.state, self.now)
             self.ledger.settle(lead_id, status.rule_points, result.rule_points(), "time")
             apply_score(status, result, self.version_id, self.now)
             change = qualify_if_due(
-                compiled, lead_id, profile, record.state, status,
-                since=earliest[lead_id], now=self.now, model_version=compiled.model.version,
+                compiled, lead_id, partial(book.profile, record), book.profile_moments(record),
+                record.state, status, since=earliest[lead_id], now=self.now,
+                model_version=compiled.model.version,
             )
             if change is not None:
                 changes.append(repo.transition_row(change, self.version_id))
@@ -217,7 +220,7 @@ class _BatchWork:
         compiled = self.compiled
         record = book.leads[lead_id]
         if applied.merged or applied.profile_changed:
-            result = score_state(compiled, book.profile(record), record.state, self.now)
+            result = score_state(compiled, book.profile(record, self.now), record.state, self.now)
             reason = "merge" if applied.merged else "profile"
             self.ledger.settle(lead_id, status.rule_points, result.rule_points(), reason,
                                event.message_id)

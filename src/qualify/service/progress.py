@@ -6,7 +6,7 @@ make the same lifecycle decisions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -75,7 +75,8 @@ def apply_score(status: LeadStatus, result: LeadScore, version_id: int | None, a
 def qualify_if_due(
     compiled: CompiledModel,
     lead_id: str,
-    profile: Mapping[str, Any],
+    profile_at: Callable[[float], Mapping[str, Any]],
+    profile_moments: Sequence[float],
     state: LeadState,
     status: LeadStatus,
     *,
@@ -91,7 +92,7 @@ def qualify_if_due(
     not_before = since
     if status.stage is Stage.NURTURE and status.recycled_at is not None:
         not_before = max(since, status.recycled_at + (requalify_after or 0.0))
-    found = qualification_moment(compiled, profile, state, not_before, now)
+    found = qualification_moment(compiled, profile_at, profile_moments, state, not_before, now)
     if found is None:
         return None
     moment, result = found

@@ -4,6 +4,7 @@ time passes (windows close, points decay or expire: `qualify refresh`)."""
 from __future__ import annotations
 
 import time
+from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -105,15 +106,16 @@ def _rescore_batch(
     stale_set = set(stale)
     for lead_id, item in stored.items():
         record, status = item.record, item.status
-        profile = book.profile(record)
+        profile = book.profile(record, now)
         result = score_state(compiled, profile, record.state, now)
         before = (status.score, status.mql, status.tier, status.grade)
         reason = "model" if lead_id in stale_set else "time"
         ledger_rows.settle(lead_id, status.rule_points, result.rule_points(), reason)
         since = now if lead_id in stale_set else (status.scored_at or now)
         apply_score(status, result, version_id, now)
-        change = qualify_if_due(compiled, lead_id, profile, record.state, status, since=since,
-                                now=now, model_version=compiled.model.version)
+        change = qualify_if_due(compiled, lead_id, partial(book.profile, record),
+                                book.profile_moments(record), record.state, status,
+                                since=since, now=now, model_version=compiled.model.version)
         if change is not None:
             changes.append(repo.transition_row(change, version_id))
         if before != (status.score, status.mql, status.tier, status.grade):

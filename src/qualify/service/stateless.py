@@ -16,9 +16,9 @@ def score_events(
     compiled: CompiledModel, events: Iterable[ActivityEvent], as_of: float, *, explain: bool = True
 ) -> Iterator[tuple[str, LeadScore, dict[str, Any]]]:
     """(lead id, score, profile) for every lead the messages name, in first-seen order."""
-    book = LeadBook(compiled)
+    book = LeadBook(compiled, dedupe=True)
     for event in events:
         book.apply(event)
     for lead_id, record in book.leads.items():
-        profile = book.profile(record)
+        profile = book.profile(record, as_of)
         yield lead_id, score_state(compiled, profile, record.state, as_of, explain=explain), profile

@@ -1,0 +1,162 @@
+"""The `qualify` command as a user runs it: a real process, real files, a real SQLite store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+WORKED = FIXTURES / "worked_example.yaml"
+
+
+def qualify(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, "-m", "qualify", *args], cwd=cwd, capture_output=True,
+                          text=True, check=False, env={"PATH": "/usr/bin:/bin",
+                                                       "COLUMNS": "200", "HOME": str(cwd)})
+    assert "Traceback" not in done.stderr, done.stderr
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def jsonl(path: Path, messages: list) -> Path:
+    path.write_text("".join((m if isinstance(m, str) else json.dumps(m)) + "\n"
+                            for m in messages))
+    return path
+
+
+def seed(user: str = "ana", second: str = "2026-03-09") -> list:
+    return [
+        {"type": "identify", "userId": user, "timestamp": "2026-03-01T09:00:00Z",
+         "traits": {"industry": "Financial Services", "company_size": "800"}},
+        {"type": "track", "userId": user, "event": "Content Downloaded",
+         "timestamp": "2026-03-01T10:00:00Z",
+         "properties": {"content_type": "whitepaper", "topic": "compliance"}},
+        {"type": "track", "userId": user, "event": "Webinar Attended",
+         "timestamp": "2026-03-02T10:00:00Z"},
+        {"type": "page", "userId": user, "name": "Pricing", "properties": {"path": "/pricing"},
+         "timestamp": "2026-03-03T10:00:00Z"},
+        {"type": "page", "userId": user, "name": "Pricing", "properties": {"path": "/pricing"},
+         "timestamp": f"{second}T10:00:00Z"},
+    ]
+
+
+def test_score_is_stateless_and_prints_one_json_object_per_lead(tmp_path: Path) -> None:
+    events = jsonl(tmp_path / "e.jsonl", seed("ana") + seed("ben", "2026-03-12"))
+    done = qualify("score", str(WORKED), str(events), "--as-of", "2026-03-13T00:00:00Z",
+                   "--json", cwd=tmp_path)
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [(r["lead"], r["score"], r["mql"]) for r in rows] == [("ana", 105, True),
+                                                                  ("ben", 75, False)]
+    assert set(rows[0]) >= {"lead", "fit", "engagement", "score", "mql", "pql", "tier",
+                            "grade", "contributions"}
+    pricing = [c for c in rows[0]["contributions"] if c["rule"].startswith("pricing")]
+    assert pricing[0]["points"] == 30 and len(pricing[0]["events"]) == 1
+    assert not (tmp_path / "qualify.db").exists()
+
+
+def test_score_table_and_malformed_lines_are_reported_with_their_number(tmp_path: Path) -> None:
+    lines = [*seed("ana"), "{not json", {"type": "track", "userId": "x", "timestamp": "2026-03-02"},
+             {"type": "track", "event": "Webinar Attended", "timestamp": "2026-03-02"}]
+    events = jsonl(tmp_path / "e.jsonl", lines)
+    done = qualify("score", str(WORKED), str(events), "--as-of", "2026-03-10", cwd=tmp_path,
+                   check=False)
+    assert done.returncode == 1
+    assert "ana" in done.stdout and "105" in done.stdout
+    assert "e.jsonl:6: skipped: not valid JSON" in done.stderr
+    assert "e.jsonl:7: skipped: a track message needs an `event` name" in done.stderr
+    assert "e.jsonl:8: skipped: the message has neither `userId` nor `anonymousId`" in done.stderr
+
+
+def test_ingest_then_query_explain_and_act(tmp_path: Path) -> None:
+    qualify("model", "activate", str(WORKED), cwd=tmp_path)
+    events = jsonl(tmp_path / "e.jsonl", [*seed("ana"), "oops", *seed("ben", "2026-03-12")])
+    done = qualify("ingest", str(events), cwd=tmp_path, check=False)
+    assert done.returncode == 1  # finished, but some lines were skipped
+    assert "e.jsonl:6: skipped: not valid JSON" in done.stderr
+    assert "10 messages ingested" in done.stdout and "1 new MQLs" in done.stdout
+    again = qualify("ingest", str(events), cwd=tmp_path, check=False)
+    assert "0 messages ingested, 10 duplicates ignored" in again.stdout
+
+    listed = json.loads(qualify("leads", "--json", cwd=tmp_path).stdout)
+    assert [(r["id"], r["stage"]) for r in listed] == [("ana", "mql"), ("ben", "lead")]
+    mqls = json.loads(qualify("leads", "--stage", "mql", "--json", cwd=tmp_path).stdout)
+    assert [r["id"] for r in mqls] == ["ana"]
+    table = qualify("leads", cwd=tmp_path).stdout
+    assert "ana" in table and "mql" in table
+
+    explained = json.loads(qualify("explain", "ana", "--json", cwd=tmp_path).stdout)
+    assert explained["score"] == 105
+    assert {c["rule"] for c in explained["contributions"]} >= {"pricing page twice in a week"}
+    assert explained["transitions"][0]["action"] == "qualify"
+    human = qualify("explain", "ana", cwd=tmp_path).stdout
+    assert "pricing page twice in a week" in human and "stage history" in human
+
+    accepted = qualify("lead", "accept", "ana", "--by", "dan", "--budget", "yes", cwd=tmp_path)
+    assert "ana: mql → sql (accept by dan)" in accepted.stdout
+    refused = qualify("lead", "won", "ben", cwd=tmp_path, check=False)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().startswith("error: cannot won lead `ben`: it is in stage `lead`")
+    no_reason = qualify("lead", "reject", "ana", cwd=tmp_path, check=False)
+    assert no_reason.returncode == 2 and "a reason is required" in no_reason.stderr
+    qualify("lead", "reject", "ana", "--reason", "no budget", cwd=tmp_path)
+    versions = qualify("model", "list", cwd=tmp_path).stdout
+    assert "worked-example version 1" in versions
+
+
+def test_ingest_csv_with_a_column_mapping(tmp_path: Path) -> None:
+    qualify("model", "activate", str(WORKED), cwd=tmp_path)
+    csv = tmp_path / "leads.csv"
+    csv.write_text("Email,Industry,Employees,When\n"
+                   "ana@fs.com,Financial Services,800,2026-03-01T00:00:00Z\n"
+                   ",Retail,10,2026-03-01T00:00:00Z\n")
+    done = qualify("ingest", str(csv), "--map", "Email=userId", "--map",
+                   "Industry=traits.industry", "--map", "Employees=traits.company_size",
+                   "--map", "When=timestamp", cwd=tmp_path, check=False)
+    assert done.returncode == 1
+    assert "leads.csv:3: skipped: the message has neither `userId` nor `anonymousId`" in done.stderr
+    (row,) = json.loads(qualify("leads", "--json", cwd=tmp_path).stdout)
+    assert (row["id"], row["fit"]) == ("ana@fs.com", 25)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["score", "missing.yaml", "e.jsonl"], "error: no model file missing.yaml"),
+        (["ingest", "e.jsonl", "--db", "sqlite:///nowhere/q.db"], "does not exist"),
+        (["leads", "--stage", "hot"], "error: unknown stage `hot`"),
+        (["explain", "nobody"], "no active scoring model"),
+        (["ingest", "e.csv", "--map", "Email"], "is not COLUMN=FIELD"),
+        (["score", "{model}", "e.jsonl", "--as-of", "yesterday"], "not an ISO-8601 time"),
+    ],
+)
+def test_errors_are_one_clear_line_and_exit_2(tmp_path: Path, args: list, message: str) -> None:
+    jsonl(tmp_path / "e.jsonl", seed())
+    (tmp_path / "e.csv").write_text("Email\na@b.c\n")
+    args = [a.replace("{model}", str(WORKED)) for a in args]
+    done = qualify(*args, cwd=tmp_path, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert message in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_check_and_schema(tmp_path: Path) -> None:
+    assert "ok — model `worked-example`" in qualify("check", str(WORKED), cwd=tmp_path).stdout
+    schema = json.loads(qualify("schema", cwd=tmp_path).stdout)
+    assert schema["title"] == "Qualify scoring model"
+
+
+@pytest.mark.slow
+def test_demo_builds_a_scored_store(tmp_path: Path) -> None:
+    done = qualify("demo", "--leads", "300", cwd=tmp_path)
+    assert "funnel" in done.stdout and "top" in done.stdout
+    assert (tmp_path / "qualify.db").exists()
+    listed = json.loads(qualify("leads", "--json", "--limit", "0", cwd=tmp_path).stdout)
+    assert len(listed) >= 250
+    assert any(r["stage"] == "mql" for r in listed)
+    again = qualify("demo", "--leads", "300", cwd=tmp_path)  # a demo store is rebuilt
+    assert "funnel" in again.stdout
