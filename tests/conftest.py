@@ -13,9 +13,9 @@ from sqlalchemy import Engine, create_engine, text
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from qualify.store import open_engine  # noqa: E402
-from qualify.store.database import database_url  # noqa: E402
-from qualify.store.tables import metadata  # noqa: E402
+from qualify.store import open_engine
+from qualify.store.database import database_url
+from qualify.store.tables import metadata
 
 POSTGRES_URL = os.environ.get("QUALIFY_TEST_POSTGRES_URL")
 

@@ -25,21 +25,40 @@ def at(days: float) -> float:
 
 
 def track(event: str, days: float, user: str = "u1", **properties: Any) -> ActivityEvent:
-    return decode_message({"type": "track", "userId": user, "event": event,
-                           "properties": properties, "timestamp": at(days),
-                           "messageId": f"m{next(_ids):06d}"})
+    return decode_message(
+        {
+            "type": "track",
+            "userId": user,
+            "event": event,
+            "properties": properties,
+            "timestamp": at(days),
+            "messageId": f"m{next(_ids):06d}",
+        }
+    )
 
 
 def page(path: str, days: float, user: str = "u1", **properties: Any) -> ActivityEvent:
-    return decode_message({"type": "page", "userId": user, "name": path.strip("/") or "home",
-                           "properties": {"path": path, **properties}, "timestamp": at(days),
-                           "messageId": f"m{next(_ids):06d}"})
+    return decode_message(
+        {
+            "type": "page",
+            "userId": user,
+            "name": path.strip("/") or "home",
+            "properties": {"path": path, **properties},
+            "timestamp": at(days),
+            "messageId": f"m{next(_ids):06d}",
+        }
+    )
 
 
-def identify(user: str | None, days: float, anonymous: str | None = None,
-             **traits: Any) -> ActivityEvent:
-    message: dict[str, Any] = {"type": "identify", "traits": traits, "timestamp": at(days),
-                               "messageId": f"m{next(_ids):06d}"}
+def identify(
+    user: str | None, days: float, anonymous: str | None = None, **traits: Any
+) -> ActivityEvent:
+    message: dict[str, Any] = {
+        "type": "identify",
+        "traits": traits,
+        "timestamp": at(days),
+        "messageId": f"m{next(_ids):06d}",
+    }
     if user:
         message["userId"] = user
     if anonymous:

@@ -11,7 +11,12 @@ ROOT = Path(__file__).parent.parent
 
 def test_import_contracts_hold() -> None:
     lint = Path(sys.executable).parent / "lint-imports"
-    result = subprocess.run([str(lint), "--config", str(ROOT / "pyproject.toml")], cwd=ROOT,
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [str(lint), "--config", str(ROOT / "pyproject.toml")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 kept, 0 broken" in result.stdout

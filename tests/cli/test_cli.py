@@ -14,9 +14,14 @@ WORKED = FIXTURES / "worked_example.yaml"
 
 
 def qualify(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "qualify", *args], cwd=cwd, capture_output=True,
-                          text=True, check=False, env={"PATH": "/usr/bin:/bin",
-                                                       "COLUMNS": "200", "HOME": str(cwd)})
+    done = subprocess.run(
+        [sys.executable, "-m", "qualify", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(cwd)},
+    )
     assert "Traceback" not in done.stderr, done.stderr
     if check:
         assert done.returncode == 0, done.stdout + done.stderr
@@ -24,47 +29,85 @@ def qualify(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedPr
 
 
 def jsonl(path: Path, messages: list) -> Path:
-    path.write_text("".join((m if isinstance(m, str) else json.dumps(m)) + "\n"
-                            for m in messages))
+    path.write_text("".join((m if isinstance(m, str) else json.dumps(m)) + "\n" for m in messages))
     return path
 
 
 def seed(user: str = "ana", second: str = "2026-03-09") -> list:
     return [
-        {"type": "identify", "userId": user, "timestamp": "2026-03-01T09:00:00Z",
-         "traits": {"industry": "Financial Services", "company_size": "800"}},
-        {"type": "track", "userId": user, "event": "Content Downloaded",
-         "timestamp": "2026-03-01T10:00:00Z",
-         "properties": {"content_type": "whitepaper", "topic": "compliance"}},
-        {"type": "track", "userId": user, "event": "Webinar Attended",
-         "timestamp": "2026-03-02T10:00:00Z"},
-        {"type": "page", "userId": user, "name": "Pricing", "properties": {"path": "/pricing"},
-         "timestamp": "2026-03-03T10:00:00Z"},
-        {"type": "page", "userId": user, "name": "Pricing", "properties": {"path": "/pricing"},
-         "timestamp": f"{second}T10:00:00Z"},
+        {
+            "type": "identify",
+            "userId": user,
+            "timestamp": "2026-03-01T09:00:00Z",
+            "traits": {"industry": "Financial Services", "company_size": "800"},
+        },
+        {
+            "type": "track",
+            "userId": user,
+            "event": "Content Downloaded",
+            "timestamp": "2026-03-01T10:00:00Z",
+            "properties": {"content_type": "whitepaper", "topic": "compliance"},
+        },
+        {
+            "type": "track",
+            "userId": user,
+            "event": "Webinar Attended",
+            "timestamp": "2026-03-02T10:00:00Z",
+        },
+        {
+            "type": "page",
+            "userId": user,
+            "name": "Pricing",
+            "properties": {"path": "/pricing"},
+            "timestamp": "2026-03-03T10:00:00Z",
+        },
+        {
+            "type": "page",
+            "userId": user,
+            "name": "Pricing",
+            "properties": {"path": "/pricing"},
+            "timestamp": f"{second}T10:00:00Z",
+        },
     ]
 
 
 def test_score_is_stateless_and_prints_one_json_object_per_lead(tmp_path: Path) -> None:
     events = jsonl(tmp_path / "e.jsonl", seed("ana") + seed("ben", "2026-03-12"))
-    done = qualify("score", str(WORKED), str(events), "--as-of", "2026-03-13T00:00:00Z",
-                   "--json", cwd=tmp_path)
+    done = qualify(
+        "score", str(WORKED), str(events), "--as-of", "2026-03-13T00:00:00Z", "--json", cwd=tmp_path
+    )
     rows = [json.loads(line) for line in done.stdout.splitlines()]
-    assert [(r["lead"], r["score"], r["mql"]) for r in rows] == [("ana", 105, True),
-                                                                  ("ben", 75, False)]
-    assert set(rows[0]) >= {"lead", "fit", "engagement", "score", "mql", "pql", "tier",
-                            "grade", "contributions"}
+    assert [(r["lead"], r["score"], r["mql"]) for r in rows] == [
+        ("ana", 105, True),
+        ("ben", 75, False),
+    ]
+    assert set(rows[0]) >= {
+        "lead",
+        "fit",
+        "engagement",
+        "score",
+        "mql",
+        "pql",
+        "tier",
+        "grade",
+        "contributions",
+    }
     pricing = [c for c in rows[0]["contributions"] if c["rule"].startswith("pricing")]
     assert pricing[0]["points"] == 30 and len(pricing[0]["events"]) == 1
     assert not (tmp_path / "qualify.db").exists()
 
 
 def test_score_table_and_malformed_lines_are_reported_with_their_number(tmp_path: Path) -> None:
-    lines = [*seed("ana"), "{not json", {"type": "track", "userId": "x", "timestamp": "2026-03-02"},
-             {"type": "track", "event": "Webinar Attended", "timestamp": "2026-03-02"}]
+    lines = [
+        *seed("ana"),
+        "{not json",
+        {"type": "track", "userId": "x", "timestamp": "2026-03-02"},
+        {"type": "track", "event": "Webinar Attended", "timestamp": "2026-03-02"},
+    ]
     events = jsonl(tmp_path / "e.jsonl", lines)
-    done = qualify("score", str(WORKED), str(events), "--as-of", "2026-03-10", cwd=tmp_path,
-                   check=False)
+    done = qualify(
+        "score", str(WORKED), str(events), "--as-of", "2026-03-10", cwd=tmp_path, check=False
+    )
     assert done.returncode == 1
     assert "ana" in done.stdout and "105" in done.stdout
     assert "e.jsonl:6: skipped: not valid JSON" in done.stderr
@@ -111,12 +154,25 @@ def test_ingest_then_query_explain_and_act(tmp_path: Path) -> None:
 def test_ingest_csv_with_a_column_mapping(tmp_path: Path) -> None:
     qualify("model", "activate", str(WORKED), cwd=tmp_path)
     csv = tmp_path / "leads.csv"
-    csv.write_text("Email,Industry,Employees,When\n"
-                   "ana@fs.com,Financial Services,800,2026-03-01T00:00:00Z\n"
-                   ",Retail,10,2026-03-01T00:00:00Z\n")
-    done = qualify("ingest", str(csv), "--map", "Email=userId", "--map",
-                   "Industry=traits.industry", "--map", "Employees=traits.company_size",
-                   "--map", "When=timestamp", cwd=tmp_path, check=False)
+    csv.write_text(
+        "Email,Industry,Employees,When\n"
+        "ana@fs.com,Financial Services,800,2026-03-01T00:00:00Z\n"
+        ",Retail,10,2026-03-01T00:00:00Z\n"
+    )
+    done = qualify(
+        "ingest",
+        str(csv),
+        "--map",
+        "Email=userId",
+        "--map",
+        "Industry=traits.industry",
+        "--map",
+        "Employees=traits.company_size",
+        "--map",
+        "When=timestamp",
+        cwd=tmp_path,
+        check=False,
+    )
     assert done.returncode == 1
     assert "leads.csv:3: skipped: the message has neither `userId` nor `anonymousId`" in done.stderr
     (row,) = json.loads(qualify("leads", "--json", cwd=tmp_path).stdout)

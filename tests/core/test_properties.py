@@ -38,8 +38,9 @@ def rules(draw: st.DrawFn, index: int) -> EngagementRule:
     kind = draw(st.sampled_from(("each", "once", "distinct", "times")))
     times = draw(st.integers(1, 4)) if kind == "times" else None
     within = draw(st.sampled_from((None, 1, 3, 7))) if kind == "times" else None
-    distinct = "category" if kind == "distinct" or (kind == "times" and draw(st.booleans())) \
-        else None
+    distinct = (
+        "category" if kind == "distinct" or (kind == "times" and draw(st.booleans())) else None
+    )
     where = Compare("path", "starts_with", "/pricing") if draw(st.booleans()) else None
     return EngagementRule(
         name=f"r{index}",
@@ -61,15 +62,22 @@ def models(draw: st.DrawFn) -> CompiledModel:
     engagement = tuple(draw(rules(i)) for i in range(count))
     half_life = draw(st.sampled_from((None, 10 * DAY, 30 * DAY)))
     names = [r.name for r in engagement]
-    return CompiledModel(ScoringModel(
-        name="random", version="1", fit=(), engagement=engagement,
-        qualification=Qualification(
-            mql=Criteria(score_at_least=draw(st.sampled_from((10, 30, 60)))),
-            pql=Criteria(all=tuple(names[:2])),
-            tiers=(("hot", Criteria(score_at_least=50)), ("any", Criteria(any=tuple(names)))),
-        ),
-        lifecycle=LifecycleSettings(), routing=(), half_life=half_life,
-    ))
+    return CompiledModel(
+        ScoringModel(
+            name="random",
+            version="1",
+            fit=(),
+            engagement=engagement,
+            qualification=Qualification(
+                mql=Criteria(score_at_least=draw(st.sampled_from((10, 30, 60)))),
+                pql=Criteria(all=tuple(names[:2])),
+                tiers=(("hot", Criteria(score_at_least=50)), ("any", Criteria(any=tuple(names)))),
+            ),
+            lifecycle=LifecycleSettings(),
+            routing=(),
+            half_life=half_life,
+        )
+    )
 
 
 @st.composite
@@ -83,8 +91,12 @@ def histories(draw: st.DrawFn) -> list:
         category = draw(st.sampled_from(CATEGORIES))
         if category is not None:
             props["category"] = category
-        message = {"userId": "u", "messageId": f"m{i:03d}", "timestamp": T0 + days * DAY,
-                   "properties": props}
+        message = {
+            "userId": "u",
+            "messageId": f"m{i:03d}",
+            "timestamp": T0 + days * DAY,
+            "properties": props,
+        }
         if name == "page":
             message["type"] = "page"
         else:
@@ -94,8 +106,7 @@ def histories(draw: st.DrawFn) -> list:
 
 
 AS_OF = st.integers(0, 50).map(lambda d: T0 + d / 2 * DAY)
-SETTINGS = settings(max_examples=300, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
@@ -130,26 +141,37 @@ def test_incremental_updates_equal_scoring_from_scratch(compiled, events, as_of,
     assert incremental == evaluate(compiled, {}, events, as_of)
 
 
-def reference_points(rule: EngagementRule, events: list, as_of: float,
-                     half_life: float | None) -> float | None:
+def reference_points(
+    rule: EngagementRule, events: list, as_of: float, half_life: float | None
+) -> float | None:
     """A rule's points by the letter of its definition, by brute force."""
     where = compile_predicate(rule.where)
     hits = sorted(
-        (e for e in events
-         if e.name in rule.events and where(e.properties) and e.timestamp <= as_of
-         and (rule.distinct is None or normalise_distinct(e.properties.get(rule.distinct))
-              is not None)),
+        (
+            e
+            for e in events
+            if e.name in rule.events
+            and where(e.properties)
+            and e.timestamp <= as_of
+            and (
+                rule.distinct is None
+                or normalise_distinct(e.properties.get(rule.distinct)) is not None
+            )
+        ),
         key=lambda e: (e.timestamp, e.message_id),
     )
 
-    def value(e):  # noqa: ANN001, ANN202
+    def value(e):
         return normalise_distinct(e.properties.get(rule.distinct)) if rule.distinct else None
 
     if rule.times is not None:
         held = []
         for k, e in enumerate(hits):
-            window = [h for h in hits[: k + 1]
-                      if rule.within is None or e.timestamp - h.timestamp <= rule.within]
+            window = [
+                h
+                for h in hits[: k + 1]
+                if rule.within is None or e.timestamp - h.timestamp <= rule.within
+            ]
             count = len({value(h) for h in window}) if rule.distinct else len(window)
             if count >= rule.times:
                 held.append(e)
@@ -168,8 +190,10 @@ def reference_points(rule: EngagementRule, events: list, as_of: float,
         earning = [h for h in earning if as_of - h.timestamp <= rule.expires_after]
     if not earning:
         return None
-    total = sum(rule.points * (0.5 ** ((as_of - h.timestamp) / half_life) if half_life else 1)
-                for h in earning)
+    total = sum(
+        rule.points * (0.5 ** ((as_of - h.timestamp) / half_life) if half_life else 1)
+        for h in earning
+    )
     if rule.max_points is not None:
         total = min(total, rule.max_points) if rule.points > 0 else max(total, -rule.max_points)
     return total

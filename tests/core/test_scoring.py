@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import DAY, at, identify, model, page, track
 
+from helpers import DAY, at, identify, model, page, track
 from qualify.core.scoring import evaluate
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -141,8 +141,10 @@ def test_once_gives_points_for_the_first_occurrence_only() -> None:
 
 
 def test_distinct_counts_distinct_values_case_insensitively() -> None:
-    events = [track("Product Category Viewed", d, category=c)
-              for d, c in enumerate(["Shoes", "shoes", "Bags", "hats"])]
+    events = [
+        track("Product Category Viewed", d, category=c)
+        for d, c in enumerate(["Shoes", "shoes", "Bags", "hats"])
+    ]
     points = evaluate(model(KINDS), {}, events[:3], at(9)).rule_points()
     assert points == {"each new category": 4}
     points = evaluate(model(KINDS), {}, events, at(9)).rule_points()
@@ -297,8 +299,12 @@ def test_pql_needs_all_named_rules_to_hold() -> None:
 
 def test_tiers_first_match_wins_and_grades_use_fit() -> None:
     compiled = model(QUALIFY)
-    hot = evaluate(compiled, {"industry": "software"},
-                   [track("Webinar Attended", 0), track("Teammate Invited", 0)], at(1))
+    hot = evaluate(
+        compiled,
+        {"industry": "software"},
+        [track("Webinar Attended", 0), track("Teammate Invited", 0)],
+        at(1),
+    )
     assert (hot.score, hot.tier, hot.grade) == (95, "hot", "A")
     engaged = evaluate(compiled, {}, [track("Teammate Invited", 0)], at(1))
     assert (engaged.tier, engaged.grade) == ("engaged", "D")
@@ -307,8 +313,13 @@ def test_tiers_first_match_wins_and_grades_use_fit() -> None:
 
 
 def test_score_at_least_threshold() -> None:
-    compiled = model(QUALIFY.replace("""    fit_at_least: 20
-    engagement_at_least: 50""", "    score_at_least: 80"))
+    compiled = model(
+        QUALIFY.replace(
+            """    fit_at_least: 20
+    engagement_at_least: 50""",
+            "    score_at_least: 80",
+        )
+    )
     assert evaluate(compiled, {"industry": "software"}, [track("Webinar Attended", 0)], at(1)).mql
     assert not evaluate(compiled, {}, [track("Webinar Attended", 0)], at(1)).mql
 
@@ -329,13 +340,14 @@ def test_late_events_slot_into_place() -> None:
 
 
 def test_stateless_scoring_counts_a_repeated_message_id_once() -> None:
+    from helpers import message
     from qualify.service.stateless import score_events
 
-    from helpers import message
-
     compiled = model(QUALIFY)
-    twice = [message(type="track", userId="u", event="Webinar Attended", messageId="e1",
-                     timestamp=at(d)) for d in (0, 1)]
+    twice = [
+        message(type="track", userId="u", event="Webinar Attended", messageId="e1", timestamp=at(d))
+        for d in (0, 1)
+    ]
     ((lead, result, _),) = list(score_events(compiled, twice, at(2)))
     assert (lead, result.engagement) == ("u", 50)
 

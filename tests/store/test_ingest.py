@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import DAY, at, identify, message, page, track
 from sqlalchemy import Engine, func, select
 
+from helpers import DAY, at, identify, message, page, track
 from qualify.core.lifecycle import Stage
 from qualify.errors import LeadNotFound, NoActiveModel, TransitionNotAllowed
 from qualify.model import load_model
@@ -44,8 +44,11 @@ def lead_row(engine: Engine, lead_id: str) -> dict:
 
 def ledger_by_rule(engine: Engine, lead_id: str) -> dict[str, float]:
     with engine.connect() as conn:
-        rows = conn.execute(select(ledger.c.rule, func.sum(ledger.c.points))
-                            .where(ledger.c.lead_id == lead_id).group_by(ledger.c.rule)).all()
+        rows = conn.execute(
+            select(ledger.c.rule, func.sum(ledger.c.points))
+            .where(ledger.c.lead_id == lead_id)
+            .group_by(ledger.c.rule)
+        ).all()
     return {rule: total for rule, total in rows if abs(total) > 1e-9}
 
 
@@ -65,7 +68,11 @@ def test_worked_example_becomes_an_mql_at_the_second_pricing_visit(engine: Engin
     with engine.connect() as conn:
         (change,) = conn.execute(select(transitions)).all()
     assert (change.from_stage, change.to_stage, change.action, change.actor) == (
-        "lead", "mql", "qualify", "system")
+        "lead",
+        "mql",
+        "qualify",
+        "system",
+    )
     assert change.details["score"] == 105
     assert set(change.details["rules"]) == set(row["rule_points"])
     assert change.model_version_id is not None
@@ -111,10 +118,14 @@ def test_anonymous_history_merges_into_the_known_lead(engine: Engine) -> None:
     ]
     ingestor.ingest(anonymous)
     assert lead_row(engine, "anon:a1")["score"] == 50
-    ingestor.ingest([identify("u9", 4, anonymous="a1", industry="Financial Services",
-                              company_size="900"),
-                     track("Content Downloaded", 5, "u9", content_type="whitepaper",
-                           topic="compliance audit")])
+    ingestor.ingest(
+        [
+            identify("u9", 4, anonymous="a1", industry="Financial Services", company_size="900"),
+            track(
+                "Content Downloaded", 5, "u9", content_type="whitepaper", topic="compliance audit"
+            ),
+        ]
+    )
     row = lead_row(engine, "u9")
     assert row["score"] == 105 and row["stage"] == "mql"
     with engine.connect() as conn:
@@ -129,21 +140,31 @@ def test_alias_merges_a_previous_id(engine: Engine) -> None:
     activate(engine)
     ingestor = Ingestor(engine, clock=lambda: at(20))
     ingestor.ingest([track("Webinar Attended", 1, "old-id"), identify("new-id", 2)])
-    ingestor.ingest([message(type="alias", previousId="old-id", userId="new-id",
-                             timestamp=at(3))])
+    ingestor.ingest([message(type="alias", previousId="old-id", userId="new-id", timestamp=at(3))])
     assert lead_row(engine, "new-id")["rule_points"] == {"webinar attended": 20}
     with pytest.raises(LeadNotFound):
         explain_lead(engine, "old-id")
 
 
 def test_group_links_an_account_whose_traits_fit_rules_can_read(engine: Engine) -> None:
-    activate(engine, WORKED.replace("when: {industry: financial services}",
-                                    "when: {account.industry: financial services}"))
-    Ingestor(engine, clock=lambda: at(20)).ingest([
-        identify("u1", 0),
-        message(type="group", userId="u1", groupId="acme", timestamp=at(1),
-                traits={"industry": "Financial Services", "name": "Acme"}),
-    ])
+    activate(
+        engine,
+        WORKED.replace(
+            "when: {industry: financial services}", "when: {account.industry: financial services}"
+        ),
+    )
+    Ingestor(engine, clock=lambda: at(20)).ingest(
+        [
+            identify("u1", 0),
+            message(
+                type="group",
+                userId="u1",
+                groupId="acme",
+                timestamp=at(1),
+                traits={"industry": "Financial Services", "name": "Acme"},
+            ),
+        ]
+    )
     row = lead_row(engine, "u1")
     assert row["account_id"] == "acme" and row["rule_points"] == {"target industry": 15}
 
@@ -163,14 +184,19 @@ def test_sales_actions_follow_the_lifecycle(engine: Engine) -> None:
     Ingestor(engine, clock=lambda: at(20)).ingest(seed_messages())
     with pytest.raises(TransitionNotAllowed, match="cannot won lead `u1`: it is in stage `mql`"):
         record_action(engine, "u1", "won", actor="ana", clock=lambda: at(21))
-    change = record_action(engine, "u1", "accept", actor="ana", clock=lambda: at(21),
-                           details={"budget": "approved", "timeline": "Q3"})
+    change = record_action(
+        engine,
+        "u1",
+        "accept",
+        actor="ana",
+        clock=lambda: at(21),
+        details={"budget": "approved", "timeline": "Q3"},
+    )
     assert (change.from_stage, change.to_stage) == (Stage.MQL, Stage.SQL)
     with pytest.raises(TransitionNotAllowed, match="a reason is required"):
         record_action(engine, "u1", "reject", actor="ana", clock=lambda: at(22))
     record_action(engine, "u1", "opportunity", actor="ana", clock=lambda: at(23))
-    record_action(engine, "u1", "won", actor="ana", clock=lambda: at(30),
-                  details={"amount": 12000})
+    record_action(engine, "u1", "won", actor="ana", clock=lambda: at(30), details={"amount": 12000})
     row = lead_row(engine, "u1")
     assert (row["stage"], row["stage_at"]) == ("customer", at(30))
     history = explain_lead(engine, "u1").transitions
@@ -185,8 +211,7 @@ def test_recycled_leads_requalify_only_after_the_waiting_period(engine: Engine) 
     activate(engine, text)
     ingestor = Ingestor(engine, clock=lambda: at(10))
     ingestor.ingest(seed_messages())
-    record_action(engine, "u1", "reject", actor="dan", reason="no budget",
-                  clock=lambda: at(10))
+    record_action(engine, "u1", "reject", actor="dan", reason="no budget", clock=lambda: at(10))
     assert lead_row(engine, "u1")["stage"] == "nurture"
     Ingestor(engine, clock=lambda: at(20)).ingest([track("Webinar Attended", 19, "u1")])
     assert lead_row(engine, "u1")["stage"] == "nurture"  # criteria hold, but too early
@@ -197,8 +222,7 @@ def test_recycled_leads_requalify_only_after_the_waiting_period(engine: Engine) 
 
 def test_activating_a_new_model_rescores_every_lead(engine: Engine) -> None:
     activate(engine)
-    Ingestor(engine, clock=lambda: at(20)).ingest(
-        seed_messages("u1", 10) + seed_messages("u2", 4))
+    Ingestor(engine, clock=lambda: at(20)).ingest(seed_messages("u1", 10) + seed_messages("u2", 4))
     assert lead_row(engine, "u1")["stage"] == "lead"
     cheaper = WORKED.replace("version: 1", "version: 2").replace("points: 20", "points: 50")
     report = activate_model(engine, load_model(cheaper), clock=lambda: at(25))
@@ -223,15 +247,17 @@ def test_refresh_applies_the_passing_of_time(engine: Engine) -> None:
 def test_queries_list_and_count(engine: Engine) -> None:
     activate(engine)
     Ingestor(engine, clock=lambda: at(20)).ingest(
-        seed_messages("u1") + seed_messages("u2", 10) + seed_messages("u3"))
+        seed_messages("u1") + seed_messages("u2", 10) + seed_messages("u3")
+    )
     rows = list_leads(engine, stage="mql")
     assert [r["id"] for r in rows] == ["u1", "u3"]
     counts = funnel(engine)
     assert counts["by_stage"]["mql"] == 2 and counts["by_stage"]["lead"] == 1
     assert counts["ever"]["mql"] == 2 and counts["events"] == 15
     explanation = explain_lead(engine, "u1").to_dict()
-    pricing = next(c for c in explanation["contributions"]
-                   if c["rule"] == "pricing page twice in a week")
+    pricing = next(
+        c for c in explanation["contributions"] if c["rule"] == "pricing page twice in a week"
+    )
     assert pricing["points"] == 30
     assert [e["timestamp"][:10] for e in pricing["events"]] == ["2026-03-09"]
     assert DAY > 0
@@ -241,15 +267,17 @@ def test_the_mql_moment_waits_for_the_profile_that_made_it(engine: Engine) -> No
     """Engagement alone is 80; the identify on day 20 brings the fit. The moment is day 20
     however the messages are batched."""
     activate(engine)
-    messages = seed_messages()[1:] + [identify("u1", 20, industry="financial services",
-                                               company_size=800)]
+    messages = seed_messages()[1:] + [
+        identify("u1", 20, industry="financial services", company_size=800)
+    ]
     Ingestor(engine, clock=lambda: at(21), batch_size=100).ingest(messages)
     assert lead_row(engine, "u1")["qualified_at"] == at(20)
 
 
 def test_the_mql_moment_is_the_same_when_batched_differently(engine: Engine) -> None:
     activate(engine)
-    messages = seed_messages()[1:] + [identify("u1", 20, industry="financial services",
-                                               company_size=800)]
+    messages = seed_messages()[1:] + [
+        identify("u1", 20, industry="financial services", company_size=800)
+    ]
     Ingestor(engine, clock=lambda: at(21), batch_size=1).ingest(messages)
     assert lead_row(engine, "u1")["qualified_at"] == at(20)

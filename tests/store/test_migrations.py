@@ -25,5 +25,12 @@ def test_opening_twice_is_a_no_op_and_sqlite_uses_wal(tmp_path) -> None:
     with second.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0001"
-    assert {"leads", "events", "ledger", "transitions", "identities", "accounts",
-            "model_versions"} <= set(inspect(second).get_table_names())
+    assert {
+        "leads",
+        "events",
+        "ledger",
+        "transitions",
+        "identities",
+        "accounts",
+        "model_versions",
+    } <= set(inspect(second).get_table_names())

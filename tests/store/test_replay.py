@@ -41,8 +41,13 @@ EVENTS = (
     ("track", "Feature Used", {"feature": "reports"}),
     ("track", "Demo Requested", {}),
 )
-TRAITS = ({"industry": "software"}, {"company_size": "500"}, {"job_title": "CFO"},
-          {"industry": "retail", "country": "NO"}, {"email": "x@gmail.com"})
+TRAITS = (
+    {"industry": "software"},
+    {"company_size": "500"},
+    {"job_title": "CFO"},
+    {"industry": "retail", "country": "NO"},
+    {"email": "x@gmail.com"},
+)
 
 
 def stream(seed: int, size: int) -> list[dict]:
@@ -64,11 +69,18 @@ def stream(seed: int, size: int) -> list[dict]:
                 who["anonymousId"] = rng.choice(anons)
             msg = {"type": "identify", "traits": rng.choice(TRAITS), **who}
         elif roll < 0.16:
-            msg = {"type": "alias", "previousId": rng.choice(anons + users),
-                   "userId": rng.choice(users)}
+            msg = {
+                "type": "alias",
+                "previousId": rng.choice(anons + users),
+                "userId": rng.choice(users),
+            }
         elif roll < 0.22:
-            msg = {"type": "group", "groupId": rng.choice(("g1", "g2")),
-                   "traits": {"industry": rng.choice(("software", "retail"))}, **who}
+            msg = {
+                "type": "group",
+                "groupId": rng.choice(("g1", "g2")),
+                "traits": {"industry": rng.choice(("software", "retail"))},
+                **who,
+            }
         else:
             kind, name, props = rng.choice(EVENTS)
             msg = {"type": kind, "properties": props, **who}
@@ -91,12 +103,14 @@ def check_replay(engine: Engine) -> int:
     compiled = CompiledModel(MODEL)
     with engine.connect() as conn:
         rows = conn.execute(select(events.c.payload, events.c.ts).order_by(events.c.id)).all()
-        stored = repo.load_leads(conn, conn.execute(select(leads.c.id)).scalars().all(),
-                                 len(compiled.rules))
+        stored = repo.load_leads(
+            conn, conn.execute(select(leads.c.id)).scalars().all(), len(compiled.rules)
+        )
         sums: dict = {}
         for lead_id, rule, total in conn.execute(
-            select(ledger.c.lead_id, ledger.c.rule, func.sum(ledger.c.points))
-            .group_by(ledger.c.lead_id, ledger.c.rule)
+            select(ledger.c.lead_id, ledger.c.rule, func.sum(ledger.c.points)).group_by(
+                ledger.c.lead_id, ledger.c.rule
+            )
         ):
             if abs(total) > 1e-9:
                 sums.setdefault(lead_id, {})[rule] = total
@@ -114,7 +128,11 @@ def check_replay(engine: Engine) -> int:
         profile = book.profile(record, status.scored_at)
         result = score_state(compiled, profile, record.state, status.scored_at)
         assert (result.fit, result.mql, result.tier, result.grade) == (
-            status.fit, status.mql, status.tier, status.grade), lead_id
+            status.fit,
+            status.mql,
+            status.tier,
+            status.grade,
+        ), lead_id
         assert abs(result.score - status.score) < 1e-9, lead_id
         points = result.rule_points()
         assert points.keys() == status.rule_points.keys(), lead_id
@@ -124,11 +142,15 @@ def check_replay(engine: Engine) -> int:
     return len(stored)
 
 
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(seed=st.integers(0, 10**6), size=st.integers(1, 120), batch=st.integers(1, 40))
-def test_replaying_stored_events_rebuilds_every_lead(engine: Engine, seed: int, size: int,
-                                                     batch: int) -> None:
+def test_replaying_stored_events_rebuilds_every_lead(
+    engine: Engine, seed: int, size: int, batch: int
+) -> None:
     from qualify.core.activity import decode_message
 
     wipe(engine)

@@ -23,8 +23,12 @@ from qualify.store.tables import leads, model_versions
 __all__ = ["run_demo"]
 
 DEMO_MODEL_NAME = "demo-saas"
-REJECT_REASONS = ("no budget this year", "student, not a buyer", "already a customer of a "
-                  "competitor", "wrong region")
+REJECT_REASONS = (
+    "no budget this year",
+    "student, not a buyer",
+    "already a customer of a competitor",
+    "wrong region",
+)
 LOST_REASONS = ("chose a competitor", "project postponed", "price")
 
 
@@ -41,8 +45,10 @@ def _fresh_store(db: str | None) -> Engine:
                 count = conn.execute(select(leads.c.id).limit(1)).first()
             engine.dispose()
             if count is not None and names != {DEMO_MODEL_NAME}:
-                raise QualifyError(f"{path} already holds leads that are not the demo's: "
-                                   "use another --db for the demo")
+                raise QualifyError(
+                    f"{path} already holds leads that are not the demo's: "
+                    "use another --db for the demo"
+                )
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         return open_engine(db)
@@ -77,7 +83,7 @@ def run_demo(
     activate_model(engine, model, clock=lambda: now - 90 * DAY, created_by="demo")
     spec = DemoSpec(leads=leads_count, accounts=max(1, leads_count // 6))
     messages = sorted(generate(spec, rng=rng, now=now), key=lambda e: (e.timestamp, e.message_id))
-    ingestor = Ingestor(engine, clock=lambda: now, batch_size=5000)
+    ingestor = Ingestor(engine, clock=lambda: now, batch_size=20_000)
     with progress() as bar:
         task = bar.add_task("scoring demo events", total=len(messages))
         report = ingestor.ingest(messages, progress=lambda n: bar.advance(task, n))
@@ -88,7 +94,8 @@ def run_demo(
         f"demo store {engine.url.render_as_string()}: {counts['leads']:,} leads, "
         f"{report.ingested:,} events over 90 days, scored in {elapsed:.1f}s "
         f"({report.ingested / elapsed:,.0f} events/s); {outcomes} sales actions recorded",
-        markup=False)
+        markup=False,
+    )
     _funnel_table(counts)
     top_rows = list_leads(engine, stage="mql", limit=top)
     table = Table(title=f"top {len(top_rows)} MQLs waiting for sales", title_justify="left")
@@ -96,13 +103,22 @@ def run_demo(
         table.add_column(name)
     for row in top_rows:
         data = explain_lead(engine, row["id"]).to_dict()
-        table.add_row(row["id"], render.points(row["score"]), row["tier"] or "",
-                      row["grade"] or "", row["source"] or "", render.when(row["qualified_at"]),
-                      render.reasons(data["contributions"]))
+        table.add_row(
+            row["id"],
+            render.points(row["score"]),
+            row["tier"] or "",
+            row["grade"] or "",
+            row["source"] or "",
+            render.when(row["qualified_at"]),
+            render.reasons(data["contributions"]),
+        )
     render.console.print(table)
-    render.console.print("next: `qualify leads --stage mql`, `qualify explain "
-                         f"{top_rows[0]['id'] if top_rows else 'LEAD'}`, "
-                         "`qualify lead accept LEAD`", markup=False)
+    render.console.print(
+        "next: `qualify leads --stage mql`, `qualify explain "
+        f"{top_rows[0]['id'] if top_rows else 'LEAD'}`, "
+        "`qualify lead accept LEAD`",
+        markup=False,
+    )
     return counts
 
 
@@ -121,7 +137,8 @@ def _sales_outcomes(engine: Engine, rng: random.Random, now: float, act: Any) ->
     """Sales works part of the MQLs: accept or reject, some become opportunities, won, lost."""
     with engine.connect() as conn:
         rows = conn.execute(
-            select(leads.c.id, leads.c.qualified_at).where(leads.c.stage == "mql")
+            select(leads.c.id, leads.c.qualified_at)
+            .where(leads.c.stage == "mql")
             .order_by(leads.c.id)
         ).all()
     actions = 0
@@ -147,8 +164,15 @@ def _sales_outcomes(engine: Engine, rng: random.Random, now: float, act: Any) ->
                 break
             details = {"budget": "yes", "need": "month-end close"} if action == "accept" else {}
             moment = at
-            act(engine, lead_id, action, actor=rng.choice(("dan", "eve", "ana")), reason=reason,
-                details=details, clock=lambda moment=moment: moment)
+            act(
+                engine,
+                lead_id,
+                action,
+                actor=rng.choice(("dan", "eve", "ana")),
+                reason=reason,
+                details=details,
+                clock=lambda moment=moment: moment,
+            )
             actions += 1
             at += rng.uniform(2, 20) * DAY
     return actions

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from qualify.core.activity import format_time
 
-__all__ = ["console", "err", "print_json", "points", "when"]
+__all__ = ["console", "err", "points", "print_json", "when"]
 
 console = Console(highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -36,15 +36,29 @@ def when(seconds: float | None) -> str:
 
 def leads_table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
     table = Table(title=title, title_justify="left")
-    for name, justify in (("lead", "left"), ("stage", "left"), ("score", "right"),
-                          ("fit", "right"), ("engagement", "right"), ("tier", "left"),
-                          ("grade", "left"), ("source", "left"), ("MQL since", "left")):
+    for name, justify in (
+        ("lead", "left"),
+        ("stage", "left"),
+        ("score", "right"),
+        ("fit", "right"),
+        ("engagement", "right"),
+        ("tier", "left"),
+        ("grade", "left"),
+        ("source", "left"),
+        ("MQL since", "left"),
+    ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in rows:
         table.add_row(
-            str(row["id"]), str(row["stage"]), points(row["score"]), points(row["fit"]),
-            points(row["engagement"]), row["tier"] or "", row["grade"] or "",
-            row["source"] or "", when(row["qualified_at"]),
+            str(row["id"]),
+            str(row["stage"]),
+            points(row["score"]),
+            points(row["fit"]),
+            points(row["engagement"]),
+            row["tier"] or "",
+            row["grade"] or "",
+            row["source"] or "",
+            when(row["qualified_at"]),
         )
     return table
 

@@ -8,24 +8,37 @@ this is several times faster than a pydantic model for the same checks.
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 import orjson
 
 from qualify.errors import MessageError
 
-__all__ = ["MESSAGE_TYPES", "ActivityEvent", "decode_message", "format_time", "parse_time"]
+__all__ = [
+    "MESSAGE_TYPES",
+    "ActivityEvent",
+    "decode_line",
+    "decode_message",
+    "format_time",
+    "parse_time",
+]
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
 _EMPTY: dict[str, Any] = {}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ActivityEvent:
     """One Segment message. `name` is what rules match: the casefolded track event name,
-    or `page` / `screen` for views; identify, group and alias carry no rule name."""
+    or `page` / `screen` for views; identify, group and alias carry no rule name.
+
+    Treat it as immutable. It is not `frozen` only because frozen dataclasses are slow to
+    build, and a message is built for every line ingested.
+    """
 
     message_id: str
     type: str
@@ -75,9 +88,9 @@ class ActivityEvent:
 
 def parse_time(value: Any) -> float:
     """Seconds since the epoch from an ISO-8601 text (naive times are UTC) or a number."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if not isinstance(value, str) or not value:
+    if type(value) is not str:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
         raise MessageError(f"`timestamp` must be an ISO-8601 time, not {value!r}")
     try:
         moment = datetime.fromisoformat(value)
@@ -96,30 +109,70 @@ def format_time(seconds: float) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _id(message: dict[str, Any], key: str) -> str | None:
-    value = message.get(key)
-    if value is None or value == "":
-        return None
-    if isinstance(value, str):
-        return value
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    raise MessageError(f"`{key}` must be a text or a number, not {type(value).__name__}")
+class _Wire(msgspec.Struct, rename="camel"):
+    """The fields of a Segment message that Qualify reads; others (sentAt, integrations, ...)
+    are ignored. Decoding JSON straight into this is ~4x faster than dicts plus checks."""
+
+    type: str | None = None
+    message_id: str | int | None = None
+    user_id: str | int | None = None
+    anonymous_id: str | int | None = None
+    timestamp: str | float | None = None
+    original_timestamp: str | float | None = None
+    event: str | None = None
+    name: str | None = None
+    properties: dict[str, Any] | None = None
+    traits: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    group_id: str | int | None = None
+    previous_id: str | int | None = None
 
 
-def _object(message: dict[str, Any], key: str) -> dict[str, Any]:
-    value = message.get(key)
-    if value is None:
-        return _EMPTY
-    if not isinstance(value, dict):
-        raise MessageError(f"`{key}` must be a JSON object, not {type(value).__name__}")
-    return value
+_DECODER = msgspec.json.Decoder(_Wire)
+_FIELD = re.compile(r"at `\$\.(\w+)`")
 
 
 def _derived_id(message: dict[str, Any]) -> str:
     """A stable id for a message that came without one, so re-ingesting a file is idempotent."""
     digest = hashlib.blake2b(orjson.dumps(message, option=orjson.OPT_SORT_KEYS), digest_size=16)
     return "derived-" + digest.hexdigest()
+
+
+def _reason(exc: msgspec.ValidationError) -> str:
+    """msgspec's `Expected `str | int | null`, got `array` - at `$.userId`` in our words."""
+    text = str(exc)
+    found = _FIELD.search(text)
+    field = found.group(1) if found else ""
+    if field in ("properties", "traits", "context"):
+        return f"`{field}` must be a JSON object"
+    if field in ("userId", "anonymousId", "messageId", "groupId", "previousId"):
+        return f"`{field}` must be a text or a number"
+    if field in ("timestamp", "originalTimestamp"):
+        return f"`{field}` must be an ISO-8601 time"
+    if field in ("event", "name", "type"):
+        return f"`{field}` must be a text"
+    return text
+
+
+def decode_line(line: bytes | str, *, received_at: float | None = None) -> ActivityEvent:
+    """One JSON Lines line → `ActivityEvent`; `MessageError` says what is wrong with it."""
+    try:
+        wire = _DECODER.decode(line)
+    except msgspec.ValidationError:
+        return decode_message(_loads(line), received_at=received_at)
+    except msgspec.DecodeError:
+        _loads(line)  # raises with orjson's precise description
+        raise MessageError("not valid JSON") from None  # pragma: no cover - orjson raised
+    if wire.message_id is None or wire.message_id == "":
+        return decode_message(_loads(line), received_at=received_at)  # derive a stable id
+    return _build(wire, None, received_at)
+
+
+def _loads(line: bytes | str) -> Any:
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise MessageError(f"not valid JSON: {exc}") from None
 
 
 def decode_message(
@@ -132,54 +185,76 @@ def decode_message(
     """
     if not isinstance(message, dict):
         raise MessageError(f"a message must be a JSON object, not {type(message).__name__}")
-    kind = message.get("type", default_type)
+    try:
+        wire = msgspec.convert(message, _Wire)
+    except msgspec.ValidationError as exc:
+        raise MessageError(_reason(exc)) from None
+    derived = None
+    if wire.message_id is None or wire.message_id == "":
+        derived = _derived_id(message)
+    return _build(wire, derived, received_at, default_type)
+
+
+def _text(value: str | int | None) -> str | None:
+    if value is None or value == "":
+        return None
+    return value if type(value) is str else str(value)
+
+
+def _build(
+    wire: _Wire,
+    derived_id: str | None,
+    received_at: float | None,
+    default_type: str | None = None,
+) -> ActivityEvent:
+    kind = wire.type or default_type
     if kind not in MESSAGE_TYPES:
         if kind is None:
-            raise MessageError("the message has no `type` (identify, track, page, screen, "
-                               "group or alias)")
-        raise MessageError(f"unknown message type {kind!r}: use identify, track, page, screen, "
-                           "group or alias")
-    user_id = _id(message, "userId")
-    anonymous_id = _id(message, "anonymousId")
-    previous_id = _id(message, "previousId") if kind == "alias" else None
+            raise MessageError(
+                "the message has no `type` (identify, track, page, screen, group or alias)"
+            )
+        raise MessageError(
+            f"unknown message type {kind!r}: use identify, track, page, screen, group or alias"
+        )
+    user_id = _text(wire.user_id)
+    anonymous_id = _text(wire.anonymous_id)
+    previous_id = _text(wire.previous_id) if kind == "alias" else None
     if kind == "alias":
         if previous_id is None or user_id is None:
             raise MessageError("an alias message needs both `previousId` and `userId`")
     elif user_id is None and anonymous_id is None:
         raise MessageError("the message has neither `userId` nor `anonymousId`")
-    raw_time = message.get("timestamp") or message.get("originalTimestamp")
+    raw_time = wire.timestamp or wire.original_timestamp
     if raw_time is None:
         if received_at is None:
             raise MessageError("the message has no `timestamp`")
         timestamp = received_at
     else:
         timestamp = parse_time(raw_time)
-    properties = _object(message, "properties")
-    traits = _object(message, "traits")
-    context = _object(message, "context")
+    properties = wire.properties if wire.properties is not None else _EMPTY
+    traits = wire.traits if wire.traits is not None else _EMPTY
+    context = wire.context if wire.context is not None else _EMPTY
     event = ""
     name = ""
     group_id = None
     if kind == "track":
-        event = message.get("event")
-        if not isinstance(event, str) or not event.strip():
+        if wire.event is None or not wire.event.strip():
             raise MessageError("a track message needs an `event` name")
+        event = wire.event
         name = event.strip().casefold()
     elif kind in ("page", "screen"):
-        raw_name = message.get("name")
-        event = raw_name if isinstance(raw_name, str) else ""
+        event = wire.name or ""
         name = kind
         if event and "name" not in properties:
             properties = {**properties, "name": event}
     elif kind == "group":
-        group_id = _id(message, "groupId")
+        group_id = _text(wire.group_id)
         if group_id is None:
             raise MessageError("a group message needs a `groupId`")
-    elif kind == "identify" and not traits and context.get("traits"):
-        traits = _object(context, "traits")
-    message_id = _id(message, "messageId") or _derived_id(message)
+    elif kind == "identify" and not traits and isinstance(context.get("traits"), dict):
+        traits = context["traits"]
     return ActivityEvent(
-        message_id=message_id,
+        message_id=_text(wire.message_id) or derived_id or "",
         type=kind,
         name=name,
         timestamp=timestamp,

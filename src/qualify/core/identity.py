@@ -18,7 +18,7 @@ ANON_PREFIX = "anon:"
 USER, ANON = "user", "anon"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Resolution:
     lead_id: str
     merges: tuple[tuple[str, str], ...] = ()  # (from lead, into lead), in order

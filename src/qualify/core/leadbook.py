@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qualify.core.activity import ActivityEvent
-from qualify.core.identity import IdentityGraph
+from qualify.core.identity import USER, IdentityGraph
 from qualify.core.scoring import CompiledModel
 from qualify.core.state import LeadState
 
@@ -64,12 +64,15 @@ class LeadRecord:
 
     def saw(self, event: ActivityEvent) -> None:
         ts = event.timestamp
-        self.first_seen = ts if self.first_seen is None else min(self.first_seen, ts)
-        self.last_seen = ts if self.last_seen is None else max(self.last_seen, ts)
-        source, campaign = first_touch(event)
+        if self.first_seen is None or ts < self.first_seen:
+            self.first_seen = ts
+        if self.last_seen is None or ts > self.last_seen:
+            self.last_seen = ts
         stamp = (ts, event.message_id)
-        if source is not None and (self.source_stamp is None or stamp < self.source_stamp):
-            self.source, self.campaign, self.source_stamp = source, campaign, stamp
+        if self.source_stamp is None or stamp < self.source_stamp:  # only earlier can win
+            source, campaign = first_touch(event)
+            if source is not None:
+                self.source, self.campaign, self.source_stamp = source, campaign, stamp
 
     def absorb(self, other: LeadRecord) -> None:
         """Merge another lead (an anonymous history) into this one."""
@@ -108,7 +111,7 @@ def first_touch(event: ActivityEvent) -> tuple[str | None, str | None]:
     return None, None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Applied:
     lead_id: str
     touched: tuple[int, ...]  # engagement rules the message matched
@@ -154,6 +157,12 @@ class LeadBook:
             if event.message_id in self.seen:
                 return None
             self.seen.add(event.message_id)
+        if event.anonymous_id is None and event.name:  # fast path: a known lead's event
+            lead_id = self.graph.keys.get((USER, event.user_id))  # type: ignore[arg-type]
+            if lead_id is not None:
+                record = self.leads.get(lead_id) or self.lead(lead_id)
+                record.saw(event)
+                return Applied(lead_id, tuple(self.compiled.apply(record.state, event)), (), False)
         resolution = self.graph.resolve(event)
         for source, target in resolution.merges:
             merged = self.leads.pop(source, None)

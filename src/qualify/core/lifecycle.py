@@ -79,13 +79,21 @@ class Action:
 ACTIONS: dict[str, Action] = {
     a.name: a
     for a in (
-        Action("qualify", frozenset({Stage.LEAD, Stage.NURTURE}), Stage.MQL,
-               (requalify_period_over,), by_system=True),
+        Action(
+            "qualify",
+            frozenset({Stage.LEAD, Stage.NURTURE}),
+            Stage.MQL,
+            (requalify_period_over,),
+            by_system=True,
+        ),
         Action("accept", frozenset({Stage.MQL}), Stage.SQL),
         Action("reject", frozenset({Stage.MQL, Stage.SQL}), Stage.NURTURE, (reason_given,)),
-        Action("disqualify",
-               frozenset({Stage.LEAD, Stage.MQL, Stage.SQL, Stage.OPPORTUNITY, Stage.NURTURE}),
-               Stage.DISQUALIFIED, (reason_given,)),
+        Action(
+            "disqualify",
+            frozenset({Stage.LEAD, Stage.MQL, Stage.SQL, Stage.OPPORTUNITY, Stage.NURTURE}),
+            Stage.DISQUALIFIED,
+            (reason_given,),
+        ),
         Action("opportunity", frozenset({Stage.SQL}), Stage.OPPORTUNITY),
         Action("won", frozenset({Stage.SQL, Stage.OPPORTUNITY}), Stage.CUSTOMER),
         Action("lost", frozenset({Stage.OPPORTUNITY}), Stage.NURTURE, (reason_given,)),
@@ -145,8 +153,9 @@ def take_action(
     extra = dict(details or {})
     unknown = set(extra) - set(BANT_FIELDS) - {"amount", "rules", "score"}
     if unknown:
-        raise TransitionNotAllowed(ctx.lead_id, ctx.stage, action_name, allowed,
-                                   f"unknown detail {sorted(unknown)[0]!r}")
+        raise TransitionNotAllowed(
+            ctx.lead_id, ctx.stage, action_name, allowed, f"unknown detail {sorted(unknown)[0]!r}"
+        )
     return StageChanged(
         lead_id=ctx.lead_id,
         from_stage=ctx.stage,

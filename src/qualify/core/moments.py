@@ -10,15 +10,19 @@ crossing is then found at the next check (an event, a refresh), not at the insta
 from __future__ import annotations
 
 import math
-from bisect import bisect_right
-from collections.abc import Callable, Mapping, Sequence
+from bisect import bisect_left, bisect_right
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from qualify.core.qualification import first_moment
+from qualify.core.qualification import criteria_hold, first_moment
 from qualify.core.scoring import CompiledModel, LeadScore, fit_part, score_state
-from qualify.core.state import LeadState
+from qualify.core.state import Hit, LeadState
 
 __all__ = ["candidate_moments", "qualification_moment"]
+
+
+def _timestamp(hit: Hit) -> float:
+    return hit[0]
 
 
 def candidate_moments(
@@ -26,14 +30,18 @@ def candidate_moments(
     state: LeadState,
     not_before: float,
     until: float,
-    profile_moments: Sequence[float] = (),
+    also: Iterable[float] = (),
 ) -> set[float]:
-    """Every moment in [not_before, until] at which the lead's score may have risen."""
-    moments = {until, not_before, *profile_moments}
+    """Every moment in [not_before, until] at which the lead's score may have risen: its
+    matching events, negative contributions lapsing, and the moments given in `also`
+    (profile changes, the end of a recycle period, the check's own time)."""
+    moments = set(also)
     for hits in state.hits:
-        for hit in hits:
-            if not_before <= hit[0] <= until:
-                moments.add(hit[0])
+        start = bisect_left(hits, not_before, key=_timestamp)
+        for hit in hits[start:]:
+            if hit[0] > until:
+                break
+            moments.add(hit[0])
     for i in compiled.negative_expiring:
         after = compiled.rules[i].expires_after
         assert after is not None
@@ -44,6 +52,38 @@ def candidate_moments(
     return {m for m in moments if not_before <= m <= until}
 
 
+def _could_hold(
+    compiled: CompiledModel, state: LeadState, fits: Iterable[tuple[float, tuple]], until: float
+) -> bool:
+    """False when the MQL criteria cannot hold at any moment up to `until`: an upper bound of
+    every rule (all its events count, nothing decays or expires, caps apply) falls short.
+    Most leads never qualify; this spares scoring them at each of their events."""
+    criteria = compiled.model.qualification.mql
+    assert criteria is not None
+    fit_high = max((points for points, _ in fits), default=0.0)
+    possible = {c.rule for _, contributions in fits for c in contributions}
+    engagement_high = 0.0
+    for rule, hits in zip(compiled.rules, state.hits, strict=True):
+        n = bisect_right(hits, until, key=_timestamp)
+        if n == 0:
+            continue
+        kind = rule.kind
+        if kind == "distinct" or (kind == "times" and rule.distinct is not None):
+            count = len({h[2] for h in hits[:n]})
+        else:
+            count = n
+        if kind == "times" and count < (rule.times or 1):
+            continue
+        possible.add(rule.name)
+        if rule.points <= 0:
+            continue
+        value = rule.points * (count if kind in ("each", "distinct") else 1)
+        if rule.max_points is not None:
+            value = min(value, rule.max_points)
+        engagement_high += value
+    return criteria_hold(criteria, fit_high, engagement_high, fit_high + engagement_high, possible)
+
+
 def qualification_moment(
     compiled: CompiledModel,
     profile_at: Callable[[float], Mapping[str, Any]],
@@ -51,28 +91,39 @@ def qualification_moment(
     state: LeadState,
     not_before: float,
     until: float,
+    *,
+    also: Iterable[float] = (),
 ) -> tuple[float, LeadScore] | None:
     """The first moment in [not_before, until] at which the MQL criteria hold, with the
     score at that moment (its contributions are the rules that brought the lead there).
 
     `profile_at(t)` is the profile as known at t; it changes only at `profile_moments`
-    (sorted), so the fit score is computed once per profile, not once per moment.
+    (sorted), so the fit score is computed once per profile, not once per moment. `also`
+    adds moments to check besides events and profile changes.
     """
     if compiled.model.qualification.mql is None or until < not_before:
         return None
-    found: dict[float, LeadScore] = {}
-    fits: dict[int, tuple[Mapping[str, Any], Any]] = {}
+    fits: dict[int, tuple[Mapping[str, Any], tuple]] = {}
 
-    def holds(moment: float) -> bool:
+    def fit_at(moment: float) -> tuple[Mapping[str, Any], tuple]:
         epoch = bisect_right(profile_moments, moment)
         if epoch not in fits:
             profile = profile_at(moment)
             fits[epoch] = (profile, fit_part(compiled, profile))
-        profile, fit = fits[epoch]
+        return fits[epoch]
+
+    in_range = [m for m in profile_moments if not_before <= m <= until]
+    epochs = [fit_at(not_before)[1]] + [fit_at(m)[1] for m in in_range]
+    if not _could_hold(compiled, state, epochs, until):
+        return None
+    found: dict[float, LeadScore] = {}
+
+    def holds(moment: float) -> bool:
+        profile, fit = fit_at(moment)
         result = score_state(compiled, profile, state, moment, fit=fit)
         found[moment] = result
         return result.mql
 
-    candidates = candidate_moments(compiled, state, not_before, until, profile_moments)
+    candidates = candidate_moments(compiled, state, not_before, until, [*in_range, *also])
     moment = first_moment(candidates, holds, not_before=not_before)
     return None if moment is None else (moment, found[moment])

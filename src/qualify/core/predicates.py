@@ -74,20 +74,20 @@ def _element_test(op: str, expected: Any) -> Callable[[Any], bool]:
     if op == "in":
         tests = [_equals(v) for v in expected]
         return lambda v: any(t(v) for t in tests)
-    if op == "contains":
-        needle = _fold(expected)
-        return lambda v: needle in _fold(v)
-    if op == "starts_with":
-        prefix = _fold(expected)
-        return lambda v: _fold(v).startswith(prefix)
-    if op == "ends_with":
-        suffix = _fold(expected)
-        return lambda v: _fold(v).endswith(suffix)
+    if op in ("contains", "starts_with", "ends_with"):
+        text = _fold(expected)
+        method = {
+            "contains": str.__contains__,
+            "starts_with": str.startswith,
+            "ends_with": str.endswith,
+        }[op]
+        return lambda v: method(v.casefold() if isinstance(v, str) else _fold(v), text)
     if op == "matches":
         pattern = re.compile(expected)
-        return lambda v: not isinstance(v, Mapping) and pattern.search(
-            v if isinstance(v, str) else str(v)
-        ) is not None
+        return lambda v: (
+            not isinstance(v, Mapping)
+            and pattern.search(v if isinstance(v, str) else str(v)) is not None
+        )
     if op == "between":
         low, high = expected
         return lambda v: (n := to_number(v)) is not None and low <= n <= high
@@ -139,6 +139,18 @@ def _compare(node: Compare) -> Test:
 
         return not_in
     test = _element_test(op, node.value)
+    if "." not in node.key:  # the common case, kept to one dict lookup
+        key = node.key
+
+        def holds_flat(data: Mapping[str, Any]) -> bool:
+            value = data.get(key)
+            if value is None or value == "":
+                return False
+            if type(value) is list:
+                return any(test(v) for v in value if not _missing(v))
+            return test(value)
+
+        return holds_flat
 
     def holds(data: Mapping[str, Any]) -> bool:
         value = get(data)

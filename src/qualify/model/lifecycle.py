@@ -36,11 +36,13 @@ def parse_lifecycle(value: Any, problems: Problems) -> LifecycleSettings:
             if sla["on_breach"] in ON_BREACH:
                 on_breach = sla["on_breach"]
             else:
-                problems.add((*path, "sla", "on_breach"), "`on_breach` must be one of: "
-                             f"{', '.join(ON_BREACH)}, not {describe(sla['on_breach'])}")
+                problems.add(
+                    (*path, "sla", "on_breach"),
+                    "`on_breach` must be one of: "
+                    f"{', '.join(ON_BREACH)}, not {describe(sla['on_breach'])}",
+                )
     recycle = value.get("recycle")
     if recycle is not None and problems.expect_mapping((*path, "recycle"), recycle, "`recycle`"):
         problems.check_keys((*path, "recycle"), recycle, ("requalify_after",), "in `recycle`")
         requalify_after = problems.duration(recycle, "requalify_after", (*path, "recycle"))
     return LifecycleSettings(accept_within, on_breach, requalify_after)
-

@@ -37,14 +37,30 @@ OPERATORS = (
 )
 COMBINATORS = ("any", "all", "not")
 SYNONYMS = {
-    "greater_than": "gt", "more_than": "gt", "above": "gt",
-    "greater_than_or_equal": "gte", "at_least": "gte", "min": "gte",
-    "less_than": "lt", "below": "lt",
-    "less_than_or_equal": "lte", "at_most": "lte", "max": "lte",
-    "eq": "equals", "is": "equals", "equal": "equals",
-    "startswith": "starts_with", "endswith": "ends_with", "prefix": "starts_with",
-    "includes": "contains", "has": "contains", "regex": "matches", "match": "matches",
-    "one_of": "in", "none_of": "not_in", "range": "between",
+    "greater_than": "gt",
+    "more_than": "gt",
+    "above": "gt",
+    "greater_than_or_equal": "gte",
+    "at_least": "gte",
+    "min": "gte",
+    "less_than": "lt",
+    "below": "lt",
+    "less_than_or_equal": "lte",
+    "at_most": "lte",
+    "max": "lte",
+    "eq": "equals",
+    "is": "equals",
+    "equal": "equals",
+    "startswith": "starts_with",
+    "endswith": "ends_with",
+    "prefix": "starts_with",
+    "includes": "contains",
+    "has": "contains",
+    "regex": "matches",
+    "match": "matches",
+    "one_of": "in",
+    "none_of": "not_in",
+    "range": "between",
 }
 
 Scalar = str | int | float | bool | None
@@ -88,8 +104,10 @@ def _is_number(value: Any) -> bool:
 def parse_predicate(value: Any, path: tuple[Any, ...], problems: Problems) -> Predicate:
     """Parse one predicate mapping; problems are collected, never raised."""
     if not isinstance(value, dict):
-        problems.add(path, f"a condition must be a mapping such as `{{industry: saas}}`, "
-                     f"not {describe(value)}")
+        problems.add(
+            path,
+            f"a condition must be a mapping such as `{{industry: saas}}`, not {describe(value)}",
+        )
         return AllOf(())
     items: list[Predicate] = []
     for key, condition in value.items():
@@ -116,8 +134,11 @@ def _parse_field(
         problems.add(path, f"`{key}` is not a valid key: use names joined by dots", key=True)
         return []
     if key in OPERATORS and not isinstance(condition, dict):
-        problems.add(path, f"`{key}` is an operator: name the field it tests first, e.g. "
-                     f"`path: {{{key}: ...}}`", key=True)
+        problems.add(
+            path,
+            f"`{key}` is an operator: name the field it tests first, e.g. `path: {{{key}: ...}}`",
+            key=True,
+        )
         return []
     if _is_scalar(condition):
         return [Compare(key, "equals", condition)]
@@ -153,12 +174,10 @@ def _parse_operand(op: str, operand: Any, path: tuple[Any, ...], problems: Probl
             return _INVALID
         return tuple(operand)
     if op == "between":
-        if (
-            not isinstance(operand, list)
-            or len(operand) != 2
-            or not all(map(_is_number, operand))
-        ):
-            problems.add(path, f"`between` takes two numbers `[low, high]`, not {describe(operand)}")
+        if not isinstance(operand, list) or len(operand) != 2 or not all(map(_is_number, operand)):
+            problems.add(
+                path, f"`between` takes two numbers `[low, high]`, not {describe(operand)}"
+            )
             return _INVALID
         low, high = operand
         if low > high:
@@ -172,8 +191,11 @@ def _parse_operand(op: str, operand: Any, path: tuple[Any, ...], problems: Probl
         return operand
     if op == "exists":
         if not isinstance(operand, bool):
-            extra = " (`yes`/`no` are text in YAML 1.2: write `true`)" if isinstance(
-                operand, str) and operand.lower() in ("yes", "no", "on", "off") else ""
+            extra = (
+                " (`yes`/`no` are text in YAML 1.2: write `true`)"
+                if isinstance(operand, str) and operand.lower() in ("yes", "no", "on", "off")
+                else ""
+            )
             problems.add(path, f"`exists` takes true or false, not {describe(operand)}{extra}")
             return _INVALID
         return operand

@@ -51,8 +51,11 @@ class Problems:
             if key in options:
                 continue
             if key == "<<":
-                self.add((*path, key), "YAML merge keys (`<<`) are not supported: write the "
-                         "keys out", key=True)
+                self.add(
+                    (*path, key),
+                    "YAML merge keys (`<<`) are not supported: write the keys out",
+                    key=True,
+                )
                 continue
             guess = near_miss(key, options)
             if (where, key) in MISPLACED:
@@ -69,8 +72,9 @@ class Problems:
         if (*path, key) not in self._suggested:
             self.add(path, message)
 
-    def expect_mapping(self, path: tuple[Any, ...], value: Any, what: str, example: str = ""
-                       ) -> bool:
+    def expect_mapping(
+        self, path: tuple[Any, ...], value: Any, what: str, example: str = ""
+    ) -> bool:
         if isinstance(value, dict):
             return True
         hint = f" such as `{example}`" if example else " of keys to values"
@@ -83,8 +87,11 @@ class Problems:
             return None
         seconds = parse_duration(raw[key])
         if seconds is None:
-            self.add((*path, key), f"`{key}` must be a duration such as `30m`, `12h`, `7d` or "
-                     f"`4w`, not {describe(raw[key])}")
+            self.add(
+                (*path, key),
+                f"`{key}` must be a duration such as `30m`, `12h`, `7d` or "
+                f"`4w`, not {describe(raw[key])}",
+            )
         elif seconds <= 0:
             self.add((*path, key), f"`{key}` must be longer than zero")
             return None

@@ -71,13 +71,18 @@ def parse_qualification(
     grades = _ordered(value.get("grades"), (*path, "grades"), problems, rules, "grade")
     for name, criteria in grades:
         if criteria.score_at_least is not None or criteria.engagement_at_least is not None:
-            problems.add((*path, "grades", name), f"grade `{name}` must depend on fit alone: use "
-                         "`fit_at_least` or fit rule names", key=True)
+            problems.add(
+                (*path, "grades", name),
+                f"grade `{name}` must depend on fit alone: use `fit_at_least` or fit rule names",
+                key=True,
+            )
         for key in ("all", "any"):
             for i, rule in enumerate(getattr(criteria, key)):
                 if rule in rules and rule not in fit_rules:
-                    problems.add((*path, "grades", name, key, i), f"grade `{name}` must depend "
-                                 f"on fit alone: `{rule}` is an engagement rule")
+                    problems.add(
+                        (*path, "grades", name, key, i),
+                        f"grade `{name}` must depend on fit alone: `{rule}` is an engagement rule",
+                    )
     return Qualification(mql, pql, tiers, grades)
 
 
@@ -94,9 +99,13 @@ def _ordered(
     for i, (name, criteria) in enumerate(entries):
         for earlier_name, earlier in entries[:i]:
             if criteria.implies(earlier):
-                problems.add((*path, name), f"{what} `{name}` can never match: every lead that "
-                             f"meets it already meets `{earlier_name}` above it (first match "
-                             "wins; order the strictest first)", key=True)
+                problems.add(
+                    (*path, name),
+                    f"{what} `{name}` can never match: every lead that "
+                    f"meets it already meets `{earlier_name}` above it (first match "
+                    "wins; order the strictest first)",
+                    key=True,
+                )
                 break
     return tuple(entries)
 

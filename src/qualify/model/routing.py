@@ -56,8 +56,9 @@ def parse_routing(value: Any, problems: Problems) -> tuple[RoutingRule, ...]:
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
             if "name" in raw:
-                problems.add((*path, "name"), "a routing rule's `name` must be a text, not "
-                             f"{describe(name)}")
+                problems.add(
+                    (*path, "name"), f"a routing rule's `name` must be a text, not {describe(name)}"
+                )
             else:
                 problems.missing(path, "name", "this routing rule has no `name`")
             name = ""
@@ -68,8 +69,11 @@ def parse_routing(value: Any, problems: Problems) -> tuple[RoutingRule, ...]:
         has_nurture, has_assign = "nurture" in raw, "assign" in raw
         if has_nurture == has_assign:
             label = f"routing rule `{name}`" if name else "this routing rule"
-            problems.add(path, f"{label} needs exactly one target: `nurture: CAMPAIGN` or "
-                         "`assign: {team, strategy, members}`")
+            problems.add(
+                path,
+                f"{label} needs exactly one target: `nurture: CAMPAIGN` or "
+                "`assign: {team, strategy, members}`",
+            )
         nurture = raw.get("nurture")
         if has_nurture and (not isinstance(nurture, str) or not nurture):
             problems.add((*path, "nurture"), "`nurture` names a campaign")
@@ -96,8 +100,10 @@ def _assignment(raw: Any, path: tuple[Any, ...], problems: Problems) -> Assignme
     members = []
     raw_members = raw.get("members")
     if not isinstance(raw_members, list) or not raw_members:
-        problems.add((*path, "members") if "members" in raw else path,
-                     "`assign` needs a non-empty list of `members`")
+        problems.add(
+            (*path, "members") if "members" in raw else path,
+            "`assign` needs a non-empty list of `members`",
+        )
         raw_members = []
     for j, member in enumerate(raw_members):
         here = (*path, "members", j)
@@ -119,8 +125,9 @@ def _assignment(raw: Any, path: tuple[Any, ...], problems: Problems) -> Assignme
                 capacity = None
             members.append(Member(name, float(weight), capacity))
         else:
-            problems.add(here, f"a member is a name or `{{name, weight, capacity}}`, "
-                         f"not {describe(member)}")
+            problems.add(
+                here, f"a member is a name or `{{name, weight, capacity}}`, not {describe(member)}"
+            )
     if strategy == "capacity" and any(m.capacity is None for m in members):
         problems.add((*path, "strategy"), "strategy `capacity` needs a `capacity` for every member")
     account_owner = raw.get("account_owner", False)

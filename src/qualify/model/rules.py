@@ -76,8 +76,11 @@ def _common(raw: dict[str, Any], path: tuple[Any, ...], problems: Problems) -> t
         if "name" in raw:
             problems.add((*path, "name"), f"a rule's `name` must be a text, not {describe(name)}")
         else:
-            problems.missing(path, "name", "this rule has no `name`: every rule needs a unique "
-                             "name (explanations show it)")
+            problems.missing(
+                path,
+                "name",
+                "this rule has no `name`: every rule needs a unique name (explanations show it)",
+            )
         name = ""
     points = raw.get("points")
     if "points" not in raw:
@@ -107,8 +110,12 @@ def parse_fit_rules(value: Any, problems: Problems) -> tuple[FitRule, ...]:
         problems.check_keys(path, raw, FIT_KEYS, "in a fit rule")
         name, points = _common(raw, path, problems)
         if "when" not in raw:
-            problems.missing(path, "when", f"{_label(name)} has no `when`: say which profiles "
-                             "it matches, e.g. `when: {industry: software}`")
+            problems.missing(
+                path,
+                "when",
+                f"{_label(name)} has no `when`: say which profiles "
+                "it matches, e.g. `when: {industry: software}`",
+            )
             when: Predicate = AllOf(())
         else:
             when = parse_predicate(raw["when"], (*path, "when"), problems)
@@ -140,8 +147,11 @@ def _engagement_rule(
     where = parse_predicate(raw["where"], (*path, "where"), problems) if "where" in raw else None
     max_points = raw.get("max_points")
     if max_points is not None and (not _number(max_points) or max_points <= 0):
-        problems.add((*path, "max_points"), "`max_points` must be a positive number "
-                     "(for a negative rule it caps how much it can take away)")
+        problems.add(
+            (*path, "max_points"),
+            "`max_points` must be a positive number "
+            "(for a negative rule it caps how much it can take away)",
+        )
         max_points = None
     times = raw.get("times")
     if times is not None and (not isinstance(times, int) or isinstance(times, bool) or times < 1):
@@ -149,20 +159,29 @@ def _engagement_rule(
         times = None
     within = problems.duration(raw, "within", path)
     if within is not None and "times" not in raw:
-        problems.add((*path, "within"), "`within` needs `times`: say how many matching events "
-                     "must fall inside the window", key=True)
+        problems.add(
+            (*path, "within"),
+            "`within` needs `times`: say how many matching events must fall inside the window",
+            key=True,
+        )
     distinct = raw.get("distinct")
     if distinct is not None and (not isinstance(distinct, str) or not distinct):
-        problems.add((*path, "distinct"), "`distinct` names the property whose distinct values "
-                     "are counted, e.g. `distinct: category`")
+        problems.add(
+            (*path, "distinct"),
+            "`distinct` names the property whose distinct values "
+            "are counted, e.g. `distinct: category`",
+        )
         distinct = None
     once = raw.get("once", False)
     if not isinstance(once, bool):
         problems.add((*path, "once"), f"`once` must be true or false, not {describe(once)}")
         once = False
     if once and times is not None:
-        problems.add((*path, "once"), "`once` cannot be combined with `times`: a `times` rule "
-                     "already gives its points once", key=True)
+        problems.add(
+            (*path, "once"),
+            "`once` cannot be combined with `times`: a `times` rule already gives its points once",
+            key=True,
+        )
     expires_after = problems.duration(raw, "expires_after", path)
     return EngagementRule(
         name=name,
@@ -183,8 +202,12 @@ def _event_names(
     raw: dict[str, Any], path: tuple[Any, ...], name: str, problems: Problems
 ) -> tuple[str, ...]:
     if "event" not in raw:
-        problems.missing(path, "event", f"{_label(name)} has no `event`: name the event it "
-                         "counts (e.g. `event: Webinar Attended`, or `event: page` for page views)")
+        problems.missing(
+            path,
+            "event",
+            f"{_label(name)} has no `event`: name the event it "
+            "counts (e.g. `event: Webinar Attended`, or `event: page` for page views)",
+        )
         return ()
     event = raw["event"]
     names = event if isinstance(event, list) else [event]
@@ -192,4 +215,3 @@ def _event_names(
         problems.add((*path, "event"), "`event` must be an event name or a list of names")
         return ()
     return tuple(dict.fromkeys(n.strip().casefold() for n in names))
-

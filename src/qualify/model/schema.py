@@ -39,7 +39,12 @@ def _operators() -> dict[str, Any]:
         "exists": {"type": "boolean"},
     }
     assert set(props) == set(OPERATORS)
-    return {"type": "object", "properties": props, "additionalProperties": False, "minProperties": 1}
+    return {
+        "type": "object",
+        "properties": props,
+        "additionalProperties": False,
+        "minProperties": 1,
+    }
 
 
 def _criteria() -> dict[str, Any]:
@@ -151,7 +156,10 @@ def json_schema() -> dict[str, Any]:
                 "properties": {
                     "mql": {"$ref": "#/$defs/criteria"},
                     "pql": {"$ref": "#/$defs/criteria"},
-                    "tiers": {"type": "object", "additionalProperties": {"$ref": "#/$defs/criteria"}},
+                    "tiers": {
+                        "type": "object",
+                        "additionalProperties": {"$ref": "#/$defs/criteria"},
+                    },
                     "grades": {
                         "type": "object",
                         "additionalProperties": {"$ref": "#/$defs/criteria"},

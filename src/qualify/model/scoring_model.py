@@ -64,8 +64,9 @@ def load_model(text: str, filename: str = "<model>") -> ScoringModel:
     problems.items.extend(syntax)
     raw = doc.value
     if not isinstance(raw, dict):
-        problems.add((), "a model file is a mapping with at least `name` and `version`, "
-                     f"not {describe(raw)}")
+        problems.add(
+            (), f"a model file is a mapping with at least `name` and `version`, not {describe(raw)}"
+        )
         raise ModelError(filename, text, problems.items)
     problems.check_keys((), raw, TOP_LEVEL_KEYS, "at the top level")
     name = raw.get("name")
@@ -76,9 +77,10 @@ def load_model(text: str, filename: str = "<model>") -> ScoringModel:
     if isinstance(version, int | float) and not isinstance(version, bool):
         version = doc.texts.get(("version",), str(version))  # `1.10` stays 1.10, not 1.1
     if not isinstance(version, str | int | float) or isinstance(version, bool) or version == "":
-        problems.add(("version",) if "version" in raw else (),
-                     "the model needs a `version` (e.g. `version: 1`); it is stored with every "
-                     "score change")
+        problems.add(
+            ("version",) if "version" in raw else (),
+            "the model needs a `version` (e.g. `version: 1`); it is stored with every score change",
+        )
         version = ""
     fit = parse_fit_rules(raw.get("fit"), problems)
     engagement = parse_engagement_rules(raw.get("engagement"), problems)
@@ -111,16 +113,19 @@ def _check_unique_names(
     fit: tuple[FitRule, ...], engagement: tuple[EngagementRule, ...], problems: Problems
 ) -> None:
     seen: dict[str, tuple[Any, ...]] = {}
-    rules: list[tuple[str, tuple[Any, ...]]] = [
-        (r.name, ("fit", i)) for i, r in enumerate(fit)
-    ] + [(r.name, ("engagement", i)) for i, r in enumerate(engagement)]
+    rules: list[tuple[str, tuple[Any, ...]]] = [(r.name, ("fit", i)) for i, r in enumerate(fit)] + [
+        (r.name, ("engagement", i)) for i, r in enumerate(engagement)
+    ]
     for name, path in rules:
         if not name:
             continue
         if name in seen:
             first = problems.doc.at((*seen[name], "name"))
-            problems.add((*path, "name"), f"duplicate rule name `{name}` (first used on line "
-                         f"{first.line}); rule names must be unique, explanations show them")
+            problems.add(
+                (*path, "name"),
+                f"duplicate rule name `{name}` (first used on line "
+                f"{first.line}); rule names must be unique, explanations show them",
+            )
         else:
             seen[name] = path
 

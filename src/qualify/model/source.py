@@ -108,7 +108,9 @@ def _build(
         try:
             return _scalar(node)
         except ValueError:
-            problems.append(_problem(node, f"`{node.value}` is not a valid {node.tag.rsplit(':', 1)[1]}"))
+            problems.append(
+                _problem(node, f"`{node.value}` is not a valid {node.tag.rsplit(':', 1)[1]}")
+            )
             return node.value
     if isinstance(node, yaml.SequenceNode):
         return [_build(item, (*path, i), doc, problems) for i, item in enumerate(node.value)]
@@ -165,6 +167,8 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str) -> ModelProblem:
         where = f" (line {opened.line + 1})" if opened is not None else ""
         what = f"{exc.context}{where}, {what}"
     if "escape" in what:
-        what += "; in double quotes a backslash starts an escape: write regular expressions " \
-                "in single quotes"
+        what += (
+            "; in double quotes a backslash starts an escape: write regular expressions "
+            "in single quotes"
+        )
     return ModelProblem(line, column, f"YAML syntax error: {what}")

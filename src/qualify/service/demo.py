@@ -11,7 +11,7 @@ seed gives the same data.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from importlib import resources
 
@@ -28,19 +28,54 @@ SOURCES = (
     ("referral", None, 0.08),
     ("newsletter", "monthly-digest", 0.10),
 )
-INDUSTRIES = ("financial services", "software", "healthcare", "retail", "manufacturing",
-              "education", "government", "media")
-TITLES = ("VP Finance", "Head of Compliance", "CFO", "Director of IT", "CTO", "Finance Manager",
-          "Marketing Manager", "Analyst", "Engineer", "Consultant", "Student", "Intern",
-          "Operations Manager", "Chief Risk Officer")
+INDUSTRIES = (
+    "financial services",
+    "software",
+    "healthcare",
+    "retail",
+    "manufacturing",
+    "education",
+    "government",
+    "media",
+)
+TITLES = (
+    "VP Finance",
+    "Head of Compliance",
+    "CFO",
+    "Director of IT",
+    "CTO",
+    "Finance Manager",
+    "Marketing Manager",
+    "Analyst",
+    "Engineer",
+    "Consultant",
+    "Student",
+    "Intern",
+    "Operations Manager",
+    "Chief Risk Officer",
+)
 COUNTRIES = ("US", "GB", "DE", "FR", "NO", "ES", "IN", "BR", "CA", "AU")
 FREE_DOMAINS = ("gmail.com", "yahoo.com", "hotmail.com")
-CONTENT = (("whitepaper", "EU compliance guide"), ("whitepaper", "Cost of manual reporting"),
-           ("case study", "How Acme closed books 5 days faster"), ("ebook", "Finance automation"),
-           ("case study", "Global bank rollout"))
-PRODUCT_PAGES = tuple(f"/product/{p}" for p in (
-    "reporting", "consolidation", "audit-trail", "integrations", "security", "workflows",
-    "forecasting", "api"))
+CONTENT = (
+    ("whitepaper", "EU compliance guide"),
+    ("whitepaper", "Cost of manual reporting"),
+    ("case study", "How Acme closed books 5 days faster"),
+    ("ebook", "Finance automation"),
+    ("case study", "Global bank rollout"),
+)
+PRODUCT_PAGES = tuple(
+    f"/product/{p}"
+    for p in (
+        "reporting",
+        "consolidation",
+        "audit-trail",
+        "integrations",
+        "security",
+        "workflows",
+        "forecasting",
+        "api",
+    )
+)
 DAY = 86400.0
 
 
@@ -49,7 +84,7 @@ class DemoSpec:
     leads: int = 5200
     days: int = 90
     accounts: int = 900
-    events_per_lead: float = 40.0  # average; intent spreads it widely
+    events_per_lead: float = 52.0  # a mean of ~40 messages a lead; intent spreads it widely
 
 
 def demo_model_text() -> str:
@@ -110,7 +145,7 @@ def _lead(
     anonymous_id = f"anon-{index:06d}" if rng.random() < 0.35 else None
     account = rng.choice(accounts)
     source, campaign = _pick_source(rng)
-    intent = rng.betavariate(1.3, 3.5)  # most leads lukewarm, a few very engaged
+    intent = rng.betavariate(1.1, 5.0)  # most leads lukewarm, a few very engaged
     first = start + rng.random() * (now - start) * 0.9
     title = rng.choice(TITLES)
     domain = rng.choice(FREE_DOMAINS) if rng.random() < 0.2 else f"company{index % 977}.com"
@@ -127,14 +162,16 @@ def _lead(
         traits["campaign"] = campaign
     context = {"campaign": {"source": source, "name": campaign or source}}
 
-    def event(kind: str, at: float, name: str = "", props: dict | None = None,
-              **extra: object) -> ActivityEvent:
+    def event(
+        kind: str, at: float, name: str = "", props: dict | None = None, **extra: object
+    ) -> ActivityEvent:
         known = at >= identified_at or anonymous_id is None
         return ActivityEvent(
             message_id=emit.message_id(),
             type=kind,
-            name=name.casefold() if kind == "track" else (kind if kind in ("page", "screen")
-                                                            else ""),
+            name=name.casefold()
+            if kind == "track"
+            else (kind if kind in ("page", "screen") else ""),
             timestamp=at,
             user_id=user_id if known else None,
             anonymous_id=anonymous_id,
@@ -146,14 +183,30 @@ def _lead(
 
     identified_at = first + (rng.random() * 3 * DAY if anonymous_id else 0.0)
     timeline: list[ActivityEvent] = []
-    timeline.append(ActivityEvent(
-        message_id=emit.message_id(), type="identify", name="", timestamp=identified_at,
-        user_id=user_id, anonymous_id=anonymous_id, traits=traits, context=context))
+    timeline.append(
+        ActivityEvent(
+            message_id=emit.message_id(),
+            type="identify",
+            name="",
+            timestamp=identified_at,
+            user_id=user_id,
+            anonymous_id=anonymous_id,
+            traits=traits,
+            context=context,
+        )
+    )
     if rng.random() < 0.6:
-        timeline.append(ActivityEvent(
-            message_id=emit.message_id(), type="group", name="", timestamp=identified_at + 60,
-            user_id=user_id, group_id=str(account["id"]),
-            traits={k: v for k, v in account.items() if k != "id"}))
+        timeline.append(
+            ActivityEvent(
+                message_id=emit.message_id(),
+                type="group",
+                name="",
+                timestamp=identified_at + 60,
+                user_id=user_id,
+                group_id=str(account["id"]),
+                traits={k: v for k, v in account.items() if k != "id"},
+            )
+        )
     span = max(now - first, DAY)
     count = max(1, int(rng.expovariate(1.0) * spec.events_per_lead * (0.4 + intent * 1.5)))
     for _ in range(count):
@@ -169,34 +222,53 @@ def _lead(
     yield from (e for e in timeline if e.timestamp <= now)
 
 
-def _activity(rng: random.Random, intent: float, at: float, event) -> ActivityEvent:  # type: ignore[no-untyped-def]
+def _activity(
+    rng: random.Random, intent: float, at: float, event: Callable[..., ActivityEvent]
+) -> ActivityEvent:
+    """One behaviour; the valuable ones (content, webinars, pricing, product use) grow with
+    the lead's intent, the rest is browsing and email."""
     roll = rng.random()
-    if roll < 0.34:
+    valuable = 0.03 + 0.25 * intent
+    if roll < valuable:
+        pick = rng.random()
+        if pick < 0.25:
+            content_type, title = rng.choice(CONTENT)
+            return event(
+                "track", at, "Content Downloaded", {"content_type": content_type, "title": title}
+            )
+        if pick < 0.40:
+            return event(
+                "track", at, "Webinar Attended", {"webinar": "Closing the books in 3 days"}
+            )
+        if pick < 0.60:
+            return event(
+                "page", at, "Pricing", {"path": rng.choice(("/pricing", "/pricing/enterprise"))}
+            )
+        if pick < 0.70:
+            return event("track", at, "Account Created", {"plan": "trial"})
+        if pick < 0.78:
+            return event("track", at, "Teammate Invited", {"role": "member"})
+        return event(
+            "track",
+            at,
+            "Feature Used",
+            {"feature": rng.choice(("reports", "reports", "dashboards", "exports"))},
+        )
+    roll = rng.random()
+    if roll < 0.40:
         path = rng.choice(("/", "/blog/close-faster", "/blog/audit-ready", "/about", "/customers"))
         return event("page", at, path.strip("/") or "Home", {"path": path})
-    if roll < 0.50:
-        return event("page", at, "Product", {"path": rng.choice(PRODUCT_PAGES)})
-    if roll < 0.50 + 0.06 * (0.5 + intent):
-        return event("page", at, "Pricing", {"path": rng.choice(("/pricing", "/pricing/enterprise"))})
     if roll < 0.60:
+        return event("page", at, "Product", {"path": rng.choice(PRODUCT_PAGES)})
+    if roll < 0.78:
         return event("track", at, "Email Opened", {"campaign": "monthly-digest"})
-    if roll < 0.66:
-        return event("track", at, rng.choice(("Email Clicked", "Email Link Clicked")),
-                     {"campaign": "monthly-digest"})
-    if roll < 0.72:
-        content_type, title = rng.choice(CONTENT)
-        return event("track", at, "Content Downloaded",
-                     {"content_type": content_type, "title": title})
-    if roll < 0.76:
-        return event("track", at, "Webinar Attended", {"webinar": "Closing the books in 3 days"})
-    if roll < 0.80:
-        return event("page", at, "Careers", {"path": "/careers"}) if rng.random() < 0.3 else \
-            event("page", at, "Docs", {"path": "/docs/getting-started"})
-    if roll < 0.85 and intent > 0.3:
-        return event("track", at, "Account Created", {"plan": "trial"})
-    if roll < 0.88 and intent > 0.35:
-        return event("track", at, "Teammate Invited", {"role": "member"})
-    if roll < 0.95 and intent > 0.3:
-        return event("track", at, "Feature Used",
-                     {"feature": rng.choice(("reports", "reports", "dashboards", "exports"))})
-    return event("page", at, "Home", {"path": "/"})
+    if roll < 0.88:
+        return event(
+            "track",
+            at,
+            rng.choice(("Email Clicked", "Email Link Clicked")),
+            {"campaign": "monthly-digest"},
+        )
+    if roll < 0.92:
+        return event("page", at, "Careers", {"path": "/careers"})
+    return event("page", at, "Docs", {"path": "/docs/getting-started"})

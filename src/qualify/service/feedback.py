@@ -43,14 +43,15 @@ def record_action(
         stored = repo.lead_from_row(row, 0, lenient=True)
         status = stored.status
         requalify_after = model.lifecycle.requalify_after if model else None
-        ctx = TransitionContext(lead_id, status.stage, now, reason, status.recycled_at,
-                                requalify_after)
-        change = take_action(ctx, action, actor=actor,
-                             model_version=model.version if model else "", details=details)
+        ctx = TransitionContext(
+            lead_id, status.stage, now, reason, status.recycled_at, requalify_after
+        )
+        change = take_action(
+            ctx, action, actor=actor, model_version=model.version if model else "", details=details
+        )
         repo.insert_rows(conn, transitions, [repo.transition_row(change, version_id)])
         values: dict[str, Any] = {"stage": str(change.to_stage), "stage_at": now}
         if change.to_stage is Stage.NURTURE:
             values["recycled_at"] = now
         conn.execute(leads.update().where(leads.c.id == lead_id).values(values))
     return change
-

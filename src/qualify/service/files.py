@@ -11,9 +11,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
-from qualify.core.activity import ActivityEvent, decode_message
+from qualify.core.activity import ActivityEvent, decode_line, decode_message
 from qualify.errors import IngestError, MessageError
 
 __all__ = ["ColumnMapping", "LineProblem", "read_csv", "read_jsonl"]
@@ -60,12 +58,7 @@ def read_jsonl(
         if not line.strip():
             continue
         try:
-            message = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            problems.add(number, f"not valid JSON: {exc}")
-            continue
-        try:
-            yield decode_message(message, received_at=received_at)
+            yield decode_line(line, received_at=received_at)
         except MessageError as exc:
             problems.add(number, exc.reason)
 
@@ -87,13 +80,17 @@ class ColumnMapping:
         for spec in specs:
             column, sep, target = spec.partition("=")
             if not sep or not column.strip() or not target.strip():
-                raise IngestError(f"`--map {spec}` is not COLUMN=FIELD, e.g. "
-                                  "`--map Email=userId` or `--map Industry=traits.industry`")
+                raise IngestError(
+                    f"`--map {spec}` is not COLUMN=FIELD, e.g. "
+                    "`--map Email=userId` or `--map Industry=traits.industry`"
+                )
             target = target.strip()
             head = target.split(".", 1)[0]
             if target not in MESSAGE_FIELDS and not (head in NESTED and "." in target):
-                raise IngestError(f"`--map {spec}`: unknown field `{target}`; use one of "
-                                  f"{', '.join(MESSAGE_FIELDS)} or traits.X, properties.X")
+                raise IngestError(
+                    f"`--map {spec}`: unknown field `{target}`; use one of "
+                    f"{', '.join(MESSAGE_FIELDS)} or traits.X, properties.X"
+                )
             columns[column.strip()] = target
         mapped = set(columns.values())
         kind = default_type or ("track" if "event" in mapped else "identify")

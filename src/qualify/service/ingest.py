@@ -9,9 +9,9 @@ stateless scorer uses, and written back with a few bulk statements.
 from __future__ import annotations
 
 import time
-from functools import partial
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import islice
 
 from sqlalchemy import Connection, Engine
@@ -21,10 +21,10 @@ from qualify.core.identity import ANON, USER, IdentityGraph
 from qualify.core.leadbook import Applied, LeadBook
 from qualify.core.lifecycle import Stage
 from qualify.core.scoring import CompiledModel, rule_contribution, score_state
+from qualify.service.progress import Ledger, apply_score, qualify_if_due
 from qualify.store import repository as repo
 from qualify.store.tables import events, ledger, transitions
 from qualify.store.versions import active_version
-from qualify.service.progress import Ledger, apply_score, qualify_if_due
 
 __all__ = ["IngestReport", "Ingestor"]
 
@@ -58,9 +58,7 @@ def _batches(items: Iterable[ActivityEvent], size: int) -> Iterator[list[Activit
 class Ingestor:
     """Ingests messages with the store's active model. `clock` is injected for tests."""
 
-    def __init__(
-        self, engine: Engine, *, clock: Clock = time.time, batch_size: int = 2000
-    ) -> None:
+    def __init__(self, engine: Engine, *, clock: Clock = time.time, batch_size: int = 2000) -> None:
         self.engine = engine
         self.clock = clock
         self.batch_size = batch_size
@@ -73,18 +71,24 @@ class Ingestor:
         messages: Iterable[ActivityEvent],
         progress: Callable[[int], None] | None = None,
     ) -> IngestReport:
+        """Ingest messages in batches, all valued as of one moment: the clock when it starts.
+
+        One moment for the whole run keeps a file's ledger free of decay noise between its
+        own batches; the next run (or `qualify refresh`) moves time on.
+        """
         report = IngestReport()
+        now = self.clock()
         for batch in _batches(messages, self.batch_size):
-            report.add(self.ingest_batch(batch))
+            report.add(self.ingest_batch(batch, now=now))
             if progress is not None:
                 progress(len(batch))
         return report
 
-    def ingest_batch(self, batch: list[ActivityEvent]) -> IngestReport:
+    def ingest_batch(self, batch: list[ActivityEvent], *, now: float | None = None) -> IngestReport:
         """One transaction: everything in the batch is stored, scored and staged, or nothing."""
-        now = self.clock()
+        moment = self.clock() if now is None else now
         with self.engine.begin() as conn:
-            return _BatchWork(self, conn, now).run(batch)
+            return _BatchWork(self, conn, moment).run(batch)
 
 
 class _BatchWork:
@@ -143,8 +147,14 @@ class _BatchWork:
             self.ledger.settle(lead_id, status.rule_points, result.rule_points(), "time")
             apply_score(status, result, self.version_id, self.now)
             change = qualify_if_due(
-                compiled, lead_id, partial(book.profile, record), book.profile_moments(record),
-                record.state, status, since=earliest[lead_id], now=self.now,
+                compiled,
+                lead_id,
+                partial(book.profile, record),
+                book.profile_moments(record),
+                record.state,
+                status,
+                since=earliest[lead_id],
+                now=self.now,
                 model_version=compiled.model.version,
             )
             if change is not None:
@@ -158,7 +168,9 @@ class _BatchWork:
         repo.merge_leads(conn, merges)
         final = graph.keys
         new_keys = sorted(k for k in keys if k in final and k not in graph.loaded)
-        repo.save_identities(conn, [(kind, value, final[(kind, value)]) for kind, value in new_keys])
+        repo.save_identities(
+            conn, [(kind, value, final[(kind, value)]) for kind, value in new_keys]
+        )
         repo.save_leads(
             conn,
             [repo.StoredLead(book.leads[i], statuses[i]) for i in touched],
@@ -222,8 +234,9 @@ class _BatchWork:
         if applied.merged or applied.profile_changed:
             result = score_state(compiled, book.profile(record, self.now), record.state, self.now)
             reason = "merge" if applied.merged else "profile"
-            self.ledger.settle(lead_id, status.rule_points, result.rule_points(), reason,
-                               event.message_id)
+            self.ledger.settle(
+                lead_id, status.rule_points, result.rule_points(), reason, event.message_id
+            )
             return
         half_life = compiled.model.half_life
         new: dict[str, float] = {}
@@ -235,8 +248,9 @@ class _BatchWork:
             if found is not None:
                 new[rule.name] = found.points
         if names:
-            self.ledger.settle(lead_id, status.rule_points, new, "event", event.message_id,
-                               only=names)
+            self.ledger.settle(
+                lead_id, status.rule_points, new, "event", event.message_id, only=names
+            )
 
 
 def _identity_keys(batch: list[ActivityEvent]) -> set[tuple[str, str]]:
@@ -250,4 +264,3 @@ def _identity_keys(batch: list[ActivityEvent]) -> set[tuple[str, str]]:
             keys.add((USER, event.previous_id))
             keys.add((ANON, event.previous_id))
     return keys
-

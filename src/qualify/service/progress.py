@@ -12,7 +12,7 @@ from typing import Any
 
 from qualify.core.lifecycle import Stage, StageChanged, TransitionContext, can_qualify, take_action
 from qualify.core.moments import qualification_moment
-from qualify.core.scoring import CompiledModel, LeadScore, score_state
+from qualify.core.scoring import CompiledModel, LeadScore
 from qualify.core.state import LeadState
 from qualify.store.repository import LeadStatus
 
@@ -83,21 +83,31 @@ def qualify_if_due(
     since: float,
     now: float,
     model_version: str,
+    check_now: bool = False,
 ) -> StageChanged | None:
     """Make the lead an MQL at the first moment since `since` its criteria held, if its
-    stage allows; update `status` and return the transition."""
+    stage allows; update `status` and return the transition.
+
+    Between checks a score rises only at the lead's events, profile changes and lapsing
+    negative points; `check_now` also checks `now` itself (a new model, time passing).
+    """
     if status.stage not in (Stage.LEAD, Stage.NURTURE):
         return None
     requalify_after = compiled.model.lifecycle.requalify_after
     not_before = since
+    also = [now] if check_now else []
     if status.stage is Stage.NURTURE and status.recycled_at is not None:
-        not_before = max(since, status.recycled_at + (requalify_after or 0.0))
-    found = qualification_moment(compiled, profile_at, profile_moments, state, not_before, now)
+        eligible = status.recycled_at + (requalify_after or 0.0)
+        if eligible > since:
+            not_before = eligible
+            also.append(eligible)  # criteria may already hold when the wait ends
+    found = qualification_moment(
+        compiled, profile_at, profile_moments, state, not_before, now, also=also
+    )
     if found is None:
         return None
     moment, result = found
-    ctx = TransitionContext(lead_id, status.stage, moment, "", status.recycled_at,
-                            requalify_after)
+    ctx = TransitionContext(lead_id, status.stage, moment, "", status.recycled_at, requalify_after)
     if not can_qualify(ctx):
         return None
     change = take_action(

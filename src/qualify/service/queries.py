@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from qualify.core.activity import format_time
-from qualify.core.scoring import CompiledModel, LeadScore, score_state
 from qualify.core.leadbook import LeadBook
+from qualify.core.scoring import CompiledModel, LeadScore, score_state
 from qualify.errors import LeadNotFound
 from qualify.store import repository as repo
 from qualify.store.tables import events, leads, ledger, transitions
@@ -19,8 +19,21 @@ from qualify.store.versions import active_version
 __all__ = ["Explanation", "explain_lead", "funnel", "list_leads"]
 
 STAGE_ORDER = ("lead", "mql", "sql", "opportunity", "customer", "nurture", "disqualified")
-SUMMARY_COLUMNS = ("id", "stage", "score", "fit", "engagement", "tier", "grade", "mql", "pql",
-                   "source", "campaign", "qualified_at", "scored_at")
+SUMMARY_COLUMNS = (
+    "id",
+    "stage",
+    "score",
+    "fit",
+    "engagement",
+    "tier",
+    "grade",
+    "mql",
+    "pql",
+    "source",
+    "campaign",
+    "qualified_at",
+    "scored_at",
+)
 
 
 def list_leads(
@@ -47,11 +60,14 @@ def list_leads(
 def funnel(engine: Engine) -> dict[str, Any]:
     """Lead counts by stage, and how many ever became MQL, SQL and customer."""
     with engine.connect() as conn:
-        by_stage = dict(conn.execute(select(leads.c.stage, func.count()).group_by(leads.c.stage)).all())
+        by_stage = dict(
+            conn.execute(select(leads.c.stage, func.count()).group_by(leads.c.stage)).all()
+        )
         reached = dict(
             conn.execute(
-                select(transitions.c.to_stage, func.count(transitions.c.lead_id.distinct()))
-                .group_by(transitions.c.to_stage)
+                select(
+                    transitions.c.to_stage, func.count(transitions.c.lead_id.distinct())
+                ).group_by(transitions.c.to_stage)
             ).all()
         )
         total = conn.execute(select(func.count()).select_from(leads)).scalar() or 0
@@ -80,8 +96,12 @@ class Explanation:
             contributions.append(item)
         score = self.score.to_dict()
         score["contributions"] = contributions
-        return {"lead": self.lead, **score, "transitions": list(self.transitions),
-                "ledger": list(self.ledger)}
+        return {
+            "lead": self.lead,
+            **score,
+            "transitions": list(self.transitions),
+            "ledger": list(self.ledger),
+        }
 
 
 def explain_lead(engine: Engine, lead_id: str, *, ledger_limit: int = 200) -> Explanation:
@@ -94,26 +114,37 @@ def explain_lead(engine: Engine, lead_id: str, *, ledger_limit: int = 200) -> Ex
             raise LeadNotFound(lead_id)
         stored = repo.lead_from_row(row, len(compiled.rules))
         book = LeadBook(compiled)
-        book.accounts = repo.load_accounts(conn, [stored.record.account_id] if stored.record.account_id else [])
+        book.accounts = repo.load_accounts(
+            conn, [stored.record.account_id] if stored.record.account_id else []
+        )
         as_of = stored.status.scored_at or 0.0
-        result = score_state(compiled, book.profile(stored.record, as_of), stored.record.state, as_of,
-                             explain=True)
+        result = score_state(
+            compiled, book.profile(stored.record, as_of), stored.record.state, as_of, explain=True
+        )
         wanted = sorted({m for c in result.contributions for m in c.events})
         found: dict[str, dict[str, Any]] = {}
         for part in repo.chunks(wanted):
             query = select(events.c.message_id, events.c.type, events.c.name, events.c.ts).where(
-                events.c.message_id.in_(part))
+                events.c.message_id.in_(part)
+            )
             for message_id, kind, name, ts in conn.execute(query):
                 found[message_id] = {"type": kind, "name": name, "timestamp": format_time(ts)}
         history = [
             {**dict(r._mapping), "at": format_time(r.at)}
-            for r in conn.execute(select(transitions).where(transitions.c.lead_id == lead_id)
-                                  .order_by(transitions.c.id))
+            for r in conn.execute(
+                select(transitions)
+                .where(transitions.c.lead_id == lead_id)
+                .order_by(transitions.c.id)
+            )
         ]
         entries = [
             {**dict(r._mapping), "at": format_time(r.at)}
-            for r in conn.execute(select(ledger).where(ledger.c.lead_id == lead_id)
-                                  .order_by(ledger.c.id.desc()).limit(ledger_limit))
+            for r in conn.execute(
+                select(ledger)
+                .where(ledger.c.lead_id == lead_id)
+                .order_by(ledger.c.id.desc())
+                .limit(ledger_limit)
+            )
         ]
     summary = {c: row._mapping[c] for c in SUMMARY_COLUMNS}
     summary["traits"] = row._mapping["traits"]

@@ -4,9 +4,9 @@ time passes (windows close, points decay or expire: `qualify refresh`)."""
 from __future__ import annotations
 
 import time
-from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from sqlalchemy import Connection, Engine, select
 
@@ -113,9 +113,18 @@ def _rescore_batch(
         ledger_rows.settle(lead_id, status.rule_points, result.rule_points(), reason)
         since = now if lead_id in stale_set else (status.scored_at or now)
         apply_score(status, result, version_id, now)
-        change = qualify_if_due(compiled, lead_id, partial(book.profile, record),
-                                book.profile_moments(record), record.state, status,
-                                since=since, now=now, model_version=compiled.model.version)
+        change = qualify_if_due(
+            compiled,
+            lead_id,
+            partial(book.profile, record),
+            book.profile_moments(record),
+            record.state,
+            status,
+            since=since,
+            now=now,
+            model_version=compiled.model.version,
+            check_now=True,
+        )
         if change is not None:
             changes.append(repo.transition_row(change, version_id))
         if before != (status.score, status.mql, status.tier, status.grade):

@@ -56,14 +56,17 @@ def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
     try:
         parsed = make_url(chosen)
     except ArgumentError:
-        raise StoreError(f"`{chosen}` is not a database URL: use e.g. sqlite:///qualify.db "
-                         "or postgresql://user@host/db") from None
+        raise StoreError(
+            f"`{chosen}` is not a database URL: use e.g. sqlite:///qualify.db "
+            "or postgresql://user@host/db"
+        ) from None
     sqlite = parsed.get_backend_name() == "sqlite"
     if sqlite and parsed.database and parsed.database != ":memory:":
         folder = Path(parsed.database).expanduser().resolve().parent
         if not folder.is_dir():
-            raise StoreError(f"cannot create the database {parsed.database}: folder {folder} "
-                             "does not exist")
+            raise StoreError(
+                f"cannot create the database {parsed.database}: folder {folder} does not exist"
+            )
     try:
         engine = create_engine(
             parsed,
@@ -89,7 +92,8 @@ def upgrade(engine: Engine) -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
     except OperationalError as exc:
-        raise StoreError(f"cannot open the database {engine.url.render_as_string()}: "
-                         f"{exc.orig}") from None
+        raise StoreError(
+            f"cannot open the database {engine.url.render_as_string()}: {exc.orig}"
+        ) from None
     except SQLAlchemyError as exc:
         raise StoreError(f"cannot migrate the database: {exc}") from None

@@ -76,7 +76,15 @@ def _parsed(source: str, name: str) -> ScoringModel:
 def list_versions(conn: Connection) -> list[ModelVersion]:
     rows = conn.execute(select(model_versions).order_by(model_versions.c.id))
     return [
-        ModelVersion(r.id, r.name, r.version, r.checksum, r.created_at, r.created_by,
-                     r.activated_at, bool(r.active))
+        ModelVersion(
+            r.id,
+            r.name,
+            r.version,
+            r.checksum,
+            r.created_at,
+            r.created_by,
+            r.activated_at,
+            bool(r.active),
+        )
         for r in rows
     ]

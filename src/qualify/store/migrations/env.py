@@ -12,8 +12,7 @@ if connection is None:  # `alembic` CLI use: build an engine from the configured
 
     engine = create_engine(context.config.get_main_option("sqlalchemy.url"))
     with engine.begin() as connection:
-        context.configure(connection=connection, target_metadata=metadata,
-                          render_as_batch=True)
+        context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
         with context.begin_transaction():
             context.run_migrations()
 else:

@@ -114,6 +114,13 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    for table in ("transitions", "ledger", "events", "identities", "leads", "accounts",
-                  "model_versions"):
+    for table in (
+        "transitions",
+        "ledger",
+        "events",
+        "identities",
+        "leads",
+        "accounts",
+        "model_versions",
+    ):
         op.drop_table(table)

@@ -1,0 +1,72 @@
+"""Shared by the benchmarks: the generated event file, timing, and the machine's description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import statistics
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import orjson
+
+from qualify.service.demo import DemoSpec, demo_model_text, generate
+
+OUT = Path(__file__).parent / "out"
+NOW = 1_790_000_000.0  # a fixed "now" (2026-09-21): the same file every time
+
+
+def model_path() -> Path:
+    OUT.mkdir(exist_ok=True)
+    path = OUT / "model.yaml"
+    path.write_text(demo_model_text())  # the demo model: 20 rules (8 fit, 12 engagement)
+    return path
+
+
+def events_file(target: int = 1_000_000, seed: int = 1) -> tuple[Path, int]:
+    """A JSON Lines file of about `target` demo messages over 90 days, in time order."""
+    OUT.mkdir(exist_ok=True)
+    path = OUT / f"events-{target}.jsonl"
+    if path.exists():
+        with path.open("rb") as f:
+            return path, sum(1 for _ in f)
+    leads = max(1, target // 33)  # the demo averages ~33 messages a lead
+    messages = sorted(
+        generate(DemoSpec(leads=leads, accounts=max(1, leads // 6)), rng=random.Random(seed),
+                 now=NOW),
+        key=lambda e: (e.timestamp, e.message_id),
+    )
+    with path.open("wb") as f:
+        for event in messages:
+            f.write(orjson.dumps(event.to_segment()) + b"\n")
+    return path, len(messages)
+
+
+def median_of(runs: int, work: Callable[[], None]) -> tuple[float, list[float]]:
+    """Median wall time of several runs of `work`, and all the times."""
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), times
+
+
+def run(cmd: list[str], **kwargs: object) -> None:
+    subprocess.run(cmd, check=True, **kwargs)  # type: ignore[call-overload]
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"{platform.system()} {platform.release()}")

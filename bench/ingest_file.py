@@ -1,0 +1,90 @@
+"""`qualify ingest` of the generated ~1,000,000-message file into a fresh SQLite store.
+
+Goal: ≥ 15,000 events/s, and ≥ 45 % of the speed of raw SQLite inserts of the same rows,
+measured side by side: the baseline reads the same file, decodes each line, and inserts the
+same event rows (message id, lead, type, name, time, received time, JSON payload) into the
+same migrated `events` table with executemany, committing every 10,000 rows — storing without
+scoring, ledger, identity or lifecycle.
+
+    python bench/ingest_file.py [--events 1000000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import orjson
+from common import OUT, events_file, machine, median_of, model_path
+
+from qualify.store import open_engine
+
+
+def fresh(path: Path) -> str:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    return f"sqlite:///{path}"
+
+
+def raw_inserts(events: Path, db: Path) -> None:
+    open_engine(fresh(db)).dispose()  # the same schema, from the same migrations
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    sql = ("INSERT INTO events (message_id, lead_id, type, name, ts, received_at, payload) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+    now = time.time()
+    rows = []
+    with events.open("rb") as f:
+        for line in f:
+            m = orjson.loads(line)
+            lead = m.get("userId") or "anon:" + m.get("anonymousId", "")
+            rows.append((m["messageId"], lead, m["type"], m.get("event") or m.get("name") or
+                         m["type"], now, now, orjson.dumps(m).decode()))
+            if len(rows) == 10_000:
+                conn.executemany(sql, rows)
+                conn.commit()
+                rows.clear()
+    conn.executemany(sql, rows)
+    conn.commit()
+    conn.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    path, count = events_file(args.events)
+    model = model_path()
+    db = OUT / "ingest.db"
+
+    def ingest() -> None:
+        url = fresh(db)
+        subprocess.run([sys.executable, "-m", "qualify", "model", "activate", str(model),
+                        "--db", url], check=True, stdout=subprocess.DEVNULL)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "qualify", "ingest", str(path), "--db", url],
+                       check=True, stdout=subprocess.DEVNULL)
+        timings.append(time.perf_counter() - start)
+
+    timings: list[float] = []
+    median_of(args.runs, ingest)
+    timings.sort()
+    ours = timings[len(timings) // 2]
+    raw, raw_times = median_of(args.runs, lambda: raw_inserts(path, OUT / "raw.db"))
+    print(f"machine: {machine()}")
+    print(f"file: {count:,} messages, model: 20 rules, SQLite (WAL, synchronous=NORMAL)")
+    print(f"qualify ingest: median {ours:.1f}s of {args.runs} "
+          f"({', '.join(f'{t:.1f}' for t in timings)}) = {count / ours:,.0f} events/s")
+    print(f"baseline raw inserts: median {raw:.1f}s "
+          f"({', '.join(f'{t:.1f}' for t in raw_times)}) = {count / raw:,.0f} events/s")
+    print(f"ratio: qualify ingest runs at {raw / ours:.1%} of raw-insert speed")
+
+
+if __name__ == "__main__":
+    main()
