@@ -35,8 +35,9 @@ def events_file(target: int = 1_000_000, seed: int = 1) -> tuple[Path, int]:
             return path, sum(1 for _ in f)
     leads = max(1, target // 33)  # the demo averages ~33 messages a lead
     messages = sorted(
-        generate(DemoSpec(leads=leads, accounts=max(1, leads // 6)), rng=random.Random(seed),
-                 now=NOW),
+        generate(
+            DemoSpec(leads=leads, accounts=max(1, leads // 6)), rng=random.Random(seed), now=NOW
+        ),
         key=lambda e: (e.timestamp, e.message_id),
     )
     with path.open("wb") as f:
@@ -68,5 +69,7 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return (f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"{platform.system()} {platform.release()}")
+    return (
+        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )

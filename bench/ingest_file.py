@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import orjson
-from common import OUT, events_file, machine, median_of, model_path
 
+from common import OUT, events_file, machine, median_of, model_path
 from qualify.store import open_engine
 
 
@@ -35,16 +35,27 @@ def raw_inserts(events: Path, db: Path) -> None:
     conn = sqlite3.connect(db)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
-    sql = ("INSERT INTO events (message_id, lead_id, type, name, ts, received_at, payload) "
-           "VALUES (?, ?, ?, ?, ?, ?, ?)")
+    sql = (
+        "INSERT INTO events (message_id, lead_id, type, name, ts, received_at, payload) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    )
     now = time.time()
     rows = []
     with events.open("rb") as f:
         for line in f:
             m = orjson.loads(line)
             lead = m.get("userId") or "anon:" + m.get("anonymousId", "")
-            rows.append((m["messageId"], lead, m["type"], m.get("event") or m.get("name") or
-                         m["type"], now, now, orjson.dumps(m).decode()))
+            rows.append(
+                (
+                    m["messageId"],
+                    lead,
+                    m["type"],
+                    m.get("event") or m.get("name") or m["type"],
+                    now,
+                    now,
+                    orjson.dumps(m).decode(),
+                )
+            )
             if len(rows) == 10_000:
                 conn.executemany(sql, rows)
                 conn.commit()
@@ -65,11 +76,17 @@ def main() -> None:
 
     def ingest() -> None:
         url = fresh(db)
-        subprocess.run([sys.executable, "-m", "qualify", "model", "activate", str(model),
-                        "--db", url], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "qualify", "model", "activate", str(model), "--db", url],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "qualify", "ingest", str(path), "--db", url],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "qualify", "ingest", str(path), "--db", url],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         timings.append(time.perf_counter() - start)
 
     timings: list[float] = []
@@ -79,10 +96,14 @@ def main() -> None:
     raw, raw_times = median_of(args.runs, lambda: raw_inserts(path, OUT / "raw.db"))
     print(f"machine: {machine()}")
     print(f"file: {count:,} messages, model: 20 rules, SQLite (WAL, synchronous=NORMAL)")
-    print(f"qualify ingest: median {ours:.1f}s of {args.runs} "
-          f"({', '.join(f'{t:.1f}' for t in timings)}) = {count / ours:,.0f} events/s")
-    print(f"baseline raw inserts: median {raw:.1f}s "
-          f"({', '.join(f'{t:.1f}' for t in raw_times)}) = {count / raw:,.0f} events/s")
+    print(
+        f"qualify ingest: median {ours:.1f}s of {args.runs} "
+        f"({', '.join(f'{t:.1f}' for t in timings)}) = {count / ours:,.0f} events/s"
+    )
+    print(
+        f"baseline raw inserts: median {raw:.1f}s "
+        f"({', '.join(f'{t:.1f}' for t in raw_times)}) = {count / raw:,.0f} events/s"
+    )
     print(f"ratio: qualify ingest runs at {raw / ours:.1%} of raw-insert speed")
 
 

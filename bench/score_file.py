@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import orjson
+
 from common import events_file, machine, median_of, model_path
 
 
@@ -25,9 +26,21 @@ def main() -> None:
     model = model_path()
 
     def score() -> None:
-        subprocess.run([sys.executable, "-m", "qualify", "score", str(model), str(path),
-                        "--json", "--as-of", "2026-09-21T00:00:00Z"],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "qualify",
+                "score",
+                str(model),
+                str(path),
+                "--json",
+                "--as-of",
+                "2026-09-21T00:00:00Z",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
     def decode_only() -> None:
         with path.open("rb") as f:
@@ -36,10 +49,13 @@ def main() -> None:
 
     scored, score_times = median_of(args.runs, score)
     decoded, decode_times = median_of(args.runs, decode_only)
+    print(f"decode runs: {decode_times}")
     print(f"machine: {machine()}")
     print(f"file: {count:,} messages ({path.stat().st_size / 1e6:.0f} MB), model: 20 rules")
-    print(f"qualify score --json: median {scored:.2f}s of {args.runs} "
-          f"({', '.join(f'{t:.2f}' for t in score_times)}) = {count / scored:,.0f} events/s")
+    print(
+        f"qualify score --json: median {scored:.2f}s of {args.runs} "
+        f"({', '.join(f'{t:.2f}' for t in score_times)}) = {count / scored:,.0f} events/s"
+    )
     print(f"baseline orjson decode only: median {decoded:.2f}s = {count / decoded:,.0f} events/s")
     print(f"ratio: scoring runs at {decoded / scored:.1%} of the speed of bare JSON decoding")
 
