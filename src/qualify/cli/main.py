@@ -20,6 +20,7 @@ import orjson
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from qualify import __version__
 from qualify.cli import render
@@ -236,7 +237,7 @@ def ingest(
             "mapped, else identify).",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Messages per transaction.")] = 10_000,
+    batch_size: Annotated[int, typer.Option(help="Messages per transaction.")] = 50_000,
 ) -> None:
     """Ingest message files into the store: events, scores, ledger and stage changes.
 
@@ -540,6 +541,10 @@ def main() -> None:
         sys.exit(2)
     except (QualifyError, IngestError) as exc:
         render.err.print(f"error: {exc}", markup=False)
+        sys.exit(2)
+    except SQLAlchemyError as exc:  # the database refused: say so in one line
+        reason = getattr(exc, "orig", None) or exc
+        render.err.print(f"error: the database refused the operation: {reason}", markup=False)
         sys.exit(2)
     except KeyboardInterrupt:
         render.err.print("interrupted")

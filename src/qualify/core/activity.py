@@ -52,6 +52,7 @@ class ActivityEvent:
     group_id: str | None = None
     previous_id: str | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    raw: bytes | None = field(default=None, compare=False, repr=False)  # the JSON as received
 
     @property
     def identity(self) -> str:
@@ -165,7 +166,9 @@ def decode_line(line: bytes | str, *, received_at: float | None = None) -> Activ
         raise MessageError("not valid JSON") from None  # pragma: no cover - orjson raised
     if wire.message_id is None or wire.message_id == "":
         return decode_message(_loads(line), received_at=received_at)  # derive a stable id
-    return _build(wire, None, received_at)
+    event = _build(wire, None, received_at)
+    event.raw = (line if isinstance(line, bytes) else line.encode()).strip()
+    return event
 
 
 def _loads(line: bytes | str) -> Any:
@@ -208,7 +211,7 @@ def _build(
     default_type: str | None = None,
 ) -> ActivityEvent:
     kind = wire.type or default_type
-    if kind not in MESSAGE_TYPES:
+    if kind not in _TYPES:
         if kind is None:
             raise MessageError(
                 "the message has no `type` (identify, track, page, screen, group or alias)"
@@ -216,8 +219,12 @@ def _build(
         raise MessageError(
             f"unknown message type {kind!r}: use identify, track, page, screen, group or alias"
         )
-    user_id = _text(wire.user_id)
-    anonymous_id = _text(wire.anonymous_id)
+    user_id = wire.user_id
+    if type(user_id) is not str or not user_id:
+        user_id = _text(user_id)
+    anonymous_id = wire.anonymous_id
+    if type(anonymous_id) is not str or not anonymous_id:
+        anonymous_id = _text(anonymous_id)
     previous_id = _text(wire.previous_id) if kind == "alias" else None
     if kind == "alias":
         if previous_id is None or user_id is None:
@@ -238,10 +245,8 @@ def _build(
     name = ""
     group_id = None
     if kind == "track":
-        if wire.event is None or not wire.event.strip():
-            raise MessageError("a track message needs an `event` name")
-        event = wire.event
-        name = event.strip().casefold()
+        event = wire.event or ""
+        name = _NAMES.get(event) or _rule_name(event)
     elif kind in ("page", "screen"):
         event = wire.name or ""
         name = kind
@@ -253,17 +258,33 @@ def _build(
             raise MessageError("a group message needs a `groupId`")
     elif kind == "identify" and not traits and isinstance(context.get("traits"), dict):
         traits = context["traits"]
-    return ActivityEvent(
-        message_id=_text(wire.message_id) or derived_id or "",
-        type=kind,
-        name=name,
-        timestamp=timestamp,
-        user_id=user_id,
-        anonymous_id=anonymous_id,
-        event=event,
-        properties=properties,
-        traits=traits,
-        group_id=group_id,
-        previous_id=previous_id,
-        context=context,
+    message_id = wire.message_id
+    if type(message_id) is not str or not message_id:
+        message_id = _text(message_id) or derived_id or ""
+    return ActivityEvent(  # positional: measurably faster than keywords on this hot path
+        message_id,
+        kind,
+        name,
+        timestamp,
+        user_id,
+        anonymous_id,
+        event,
+        properties,
+        traits,
+        group_id,
+        previous_id,
+        context,
     )
+
+
+_TYPES = frozenset(MESSAGE_TYPES)
+_NAMES: dict[str, str] = {}  # event name as sent → the name rules match (a bounded cache)
+
+
+def _rule_name(event: str) -> str:
+    name = event.strip().casefold()
+    if not name:
+        raise MessageError("a track message needs an `event` name")
+    if len(_NAMES) < 10_000:
+        _NAMES[event] = name
+    return name

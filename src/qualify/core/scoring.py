@@ -135,6 +135,7 @@ class CompiledModel:
             for name in rule.events:
                 index.setdefault(name, []).append(i)
         self.by_name: dict[str, tuple[int, ...]] = {k: tuple(v) for k, v in index.items()}
+        self.fit_memo: dict[bytes, tuple[float, tuple[Contribution, ...]]] = {}
         self.negative_expiring = [
             i for i, r in enumerate(self.rules) if r.points < 0 and r.expires_after is not None
         ]
@@ -267,7 +268,26 @@ def rule_contribution(
 def fit_part(
     compiled: CompiledModel, profile: Mapping[str, Any]
 ) -> tuple[float, tuple[Contribution, ...]]:
-    """The fit score and its contributions: a function of the profile alone."""
+    """The fit score and its contributions: a function of the profile alone.
+
+    Profiles change rarely while a lead is scored again and again (at each event, each
+    batch), so results are remembered by the profile's content.
+    """
+    try:
+        key = orjson.dumps(profile, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # a profile that is not JSON (only built by hand): no memo
+        return _fit_part(compiled, profile)
+    found = compiled.fit_memo.get(key)
+    if found is None:
+        if len(compiled.fit_memo) >= 50_000:
+            compiled.fit_memo.clear()
+        found = compiled.fit_memo[key] = _fit_part(compiled, profile)
+    return found
+
+
+def _fit_part(
+    compiled: CompiledModel, profile: Mapping[str, Any]
+) -> tuple[float, tuple[Contribution, ...]]:
     contributions = []
     fit = 0.0
     for rule, test in zip(compiled.model.fit, compiled.fit_tests, strict=True):

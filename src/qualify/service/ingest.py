@@ -162,6 +162,11 @@ class _BatchWork:
         report.leads_touched = len(touched)
         report.new_mqls = len(changes)
 
+        if merges:  # rows of this batch go straight to the lead that survived the merges
+            owner = _final_owners(merges)
+            for rows in (event_rows, self.ledger.rows, changes):
+                for row in rows:
+                    row["lead_id"] = owner.get(row["lead_id"], row["lead_id"])
         repo.insert_rows(conn, events, event_rows)
         repo.insert_rows(conn, ledger, self.ledger.rows)
         repo.insert_rows(conn, transitions, changes)
@@ -251,6 +256,17 @@ class _BatchWork:
             self.ledger.settle(
                 lead_id, status.rule_points, new, "event", event.message_id, only=names
             )
+
+
+def _final_owners(merges: list[tuple[str, str]]) -> dict[str, str]:
+    """Where each merged-away lead ended up, following chains (a → b, then b → c)."""
+    owner: dict[str, str] = {}
+    for source, target in merges:
+        for lead, current in owner.items():
+            if current == source:
+                owner[lead] = target
+        owner[source] = target
+    return owner
 
 
 def _identity_keys(batch: list[ActivityEvent]) -> set[tuple[str, str]]:
