@@ -33,24 +33,39 @@ class IdentityGraph:
     """
 
     def __init__(self, keys: dict[tuple[str, str], str] | None = None) -> None:
-        self.keys: dict[tuple[str, str], str] = dict(keys or {})
-        self.loaded = frozenset(self.keys)
+        # One dict per kind: lookups by a plain text id are several times faster than by a
+        # (kind, id) tuple, and every message is looked up.
+        self.users: dict[str, str] = {}
+        self.anonymous: dict[str, str] = {}
         self.members: dict[str, set[tuple[str, str]]] = {}
-        for key, lead in self.keys.items():
-            self.members.setdefault(lead, set()).add(key)
+        for (kind, value), lead in (keys or {}).items():
+            self._table(kind)[value] = lead
+            self.members.setdefault(lead, set()).add((kind, value))
+        self.loaded = frozenset(keys or {})
+
+    def _table(self, kind: str) -> dict[str, str]:
+        return self.users if kind == USER else self.anonymous
+
+    @property
+    def keys(self) -> dict[tuple[str, str], str]:
+        """Every (kind, id) key and its lead."""
+        found = {(USER, k): v for k, v in self.users.items()}
+        found.update({(ANON, k): v for k, v in self.anonymous.items()})
+        return found
 
     def lead_of(self, kind: str, value: str) -> str | None:
-        return self.keys.get((kind, value))
+        return self._table(kind).get(value)
 
     def _claim(self, key: tuple[str, str], lead: str, new: list[tuple[str, str]]) -> None:
-        if key not in self.keys:
+        table = self._table(key[0])
+        if key[1] not in table:
             new.append(key)
-        self.keys[key] = lead
+        table[key[1]] = lead
         self.members.setdefault(lead, set()).add(key)
 
     def _merge(self, source: str, target: str, merges: list[tuple[str, str]]) -> None:
         for key in self.members.pop(source, set()):
-            self.keys[key] = target
+            self._table(key[0])[key[1]] = target
             self.members.setdefault(target, set()).add(key)
         merges.append((source, target))
 

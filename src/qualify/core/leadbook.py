@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from qualify.core.activity import ActivityEvent
-from qualify.core.identity import USER, IdentityGraph
+from qualify.core.identity import IdentityGraph
 from qualify.core.scoring import CompiledModel
 from qualify.core.state import LeadState
 
@@ -157,12 +157,20 @@ class LeadBook:
             if event.message_id in self.seen:
                 return None
             self.seen.add(event.message_id)
-        if event.anonymous_id is None and event.name:  # fast path: a known lead's event
-            lead_id = self.graph.keys.get((USER, event.user_id))  # type: ignore[arg-type]
-            if lead_id is not None:
+        if event.name:  # fast path: an event whose ids all point to one known lead
+            user, anonymous = event.user_id, event.anonymous_id
+            by_user = self.graph.users.get(user) if user is not None else None
+            by_anonymous = self.graph.anonymous.get(anonymous) if anonymous is not None else None
+            lead_id = by_user or by_anonymous
+            if (
+                lead_id is not None
+                and (user is None or by_user == lead_id)
+                and (anonymous is None or by_anonymous == lead_id)
+            ):
                 record = self.leads.get(lead_id) or self.lead(lead_id)
                 record.saw(event)
-                return Applied(lead_id, tuple(self.compiled.apply(record.state, event)), (), False)
+                touched = tuple(self.compiled.apply(record.state, event))
+                return Applied(lead_id, touched, (), False)
         resolution = self.graph.resolve(event)
         for source, target in resolution.merges:
             merged = self.leads.pop(source, None)

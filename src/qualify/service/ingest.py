@@ -108,7 +108,9 @@ class _BatchWork:
         compiled = self.compiled
         keys = _identity_keys(fresh)
         graph = IdentityGraph(repo.load_identities(conn, keys))
-        stored = repo.load_leads(conn, set(graph.keys.values()), len(compiled.rules))
+        stored = repo.load_leads(
+            conn, {*graph.users.values(), *graph.anonymous.values()}, len(compiled.rules)
+        )
         existing_leads = set(stored)
         book = LeadBook(compiled, graph)
         book.leads = {lead_id: s.record for lead_id, s in stored.items()}
