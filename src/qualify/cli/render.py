@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -14,7 +15,11 @@ from qualify.core.activity import format_time
 
 __all__ = ["console", "err", "points", "print_json", "when"]
 
-console = Console(highlight=False)
+# Piped output (a file, CI logs) gets a wide page instead of Rich's 80 columns, so tables of
+# leads and reasons stay one line per lead; $COLUMNS still wins when it is set.
+console = Console(
+    highlight=False, width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140
+)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

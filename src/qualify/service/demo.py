@@ -84,7 +84,7 @@ class DemoSpec:
     leads: int = 5200
     days: int = 90
     accounts: int = 900
-    events_per_lead: float = 52.0  # a mean of ~40 messages a lead; intent spreads it widely
+    events_per_lead: float = 60.0  # a mean of ~40 messages a lead; intent spreads it widely
 
 
 def demo_model_text() -> str:
@@ -216,6 +216,11 @@ def _lead(
         at = first + rng.random() * span * 0.8
         for gap in (0.0, rng.random() * 6 * DAY):
             timeline.append(event("page", min(at + gap, now), "Pricing", {"path": "/pricing"}))
+    if rng.random() < 0.08:  # a job seeker, not a buyer
+        for _ in range(rng.randint(1, 4)):
+            timeline.append(
+                event("page", first + rng.random() * span, "Careers", {"path": "/careers"})
+            )
     if intent > 0.6 and rng.random() < 0.5:
         timeline.append(event("track", first + rng.random() * span, "Demo Requested"))
     timeline.sort(key=lambda e: e.timestamp)
@@ -228,7 +233,7 @@ def _activity(
     """One behaviour; the valuable ones (content, webinars, pricing, product use) grow with
     the lead's intent, the rest is browsing and email."""
     roll = rng.random()
-    valuable = 0.03 + 0.25 * intent
+    valuable = 0.02 + 0.18 * intent
     if roll < valuable:
         pick = rng.random()
         if pick < 0.25:
@@ -269,6 +274,4 @@ def _activity(
             rng.choice(("Email Clicked", "Email Link Clicked")),
             {"campaign": "monthly-digest"},
         )
-    if roll < 0.92:
-        return event("page", at, "Careers", {"path": "/careers"})
     return event("page", at, "Docs", {"path": "/docs/getting-started"})

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from itertools import islice
+from typing import Any
 
 from sqlalchemy import Connection, Engine
 
@@ -100,52 +101,64 @@ class _BatchWork:
         self.ledger = Ledger(ingestor.version_id, now)
 
     def run(self, batch: list[ActivityEvent]) -> IngestReport:
-        conn = self.conn
         report = IngestReport(received=len(batch))
         fresh = self._fresh(batch, report)
-        if not fresh:
-            return report
-        compiled = self.compiled
-        keys = _identity_keys(fresh)
-        graph = IdentityGraph(repo.load_identities(conn, keys))
-        stored = repo.load_leads(
-            conn, {*graph.users.values(), *graph.anonymous.values()}, len(compiled.rules)
-        )
-        existing_leads = set(stored)
-        book = LeadBook(compiled, graph)
-        book.leads = {lead_id: s.record for lead_id, s in stored.items()}
-        statuses = {lead_id: s.status for lead_id, s in stored.items()}
-        account_ids = {e.group_id for e in fresh if e.group_id is not None}
-        account_ids |= {r.account_id for r in book.leads.values() if r.account_id}
-        book.accounts = repo.load_accounts(conn, account_ids)
-        existing_accounts = set(book.accounts)
+        if fresh:
+            self._load(fresh)
+            self._apply(fresh)
+            changes = self._score_touched()
+            self._write(fresh, changes)
+            report.ingested = len(fresh)
+            report.leads_touched = len(self.earliest)
+            report.new_mqls = len(changes)
+        return report
 
-        event_rows = []
-        earliest: dict[str, float] = {}
-        merges: list[tuple[str, str]] = []
+    def _load(self, fresh: list[ActivityEvent]) -> None:
+        """The part of the store this batch touches: identities, leads, accounts."""
+        conn, compiled = self.conn, self.compiled
+        self.keys = _identity_keys(fresh)
+        self.graph = IdentityGraph(repo.load_identities(conn, self.keys))
+        lead_ids = {*self.graph.users.values(), *self.graph.anonymous.values()}
+        stored = repo.load_leads(conn, lead_ids, len(compiled.rules))
+        self.existing_leads = set(stored)
+        self.book = LeadBook(compiled, self.graph)
+        self.book.leads = {lead_id: s.record for lead_id, s in stored.items()}
+        self.statuses = {lead_id: s.status for lead_id, s in stored.items()}
+        account_ids = {e.group_id for e in fresh if e.group_id is not None}
+        account_ids |= {r.account_id for r in self.book.leads.values() if r.account_id}
+        self.book.accounts = repo.load_accounts(conn, account_ids)
+        self.existing_accounts = set(self.book.accounts)
+
+    def _apply(self, fresh: list[ActivityEvent]) -> None:
+        """Each message changes its lead in memory and leaves an event row and ledger rows."""
+        self.event_rows: list[dict[str, Any]] = []
+        self.earliest: dict[str, float] = {}  # per touched lead, its earliest new message
+        self.merges: list[tuple[str, str]] = []
         for event in fresh:
-            applied = book.apply(event)
+            applied = self.book.apply(event)
             assert applied is not None  # the batch was deduplicated above
             lead_id = applied.lead_id
             for source, target in applied.merged:
-                merges.append((source, target))
-                self._merge_status(statuses, source, target, earliest)
-            status = statuses.get(lead_id)
+                self.merges.append((source, target))
+                self._merge_status(source, target)
+            status = self.statuses.get(lead_id)
             if status is None:
                 status = repo.LeadStatus(stage_at=event.timestamp, created_at=self.now)
-                statuses[lead_id] = status
-            earliest[lead_id] = min(earliest.get(lead_id, event.timestamp), event.timestamp)
-            event_rows.append(repo.event_row(event, lead_id, self.now))
-            self._settle_event(book, lead_id, status, event, applied)
+                self.statuses[lead_id] = status
+            self.earliest[lead_id] = min(
+                self.earliest.get(lead_id, event.timestamp), event.timestamp
+            )
+            self.event_rows.append(repo.event_row(event, lead_id, self.now))
+            self._settle_event(lead_id, status, event, applied)
 
-        report.ingested = len(fresh)
+    def _score_touched(self) -> list[dict[str, Any]]:
+        """Score every touched lead as of the batch's clock; qualify those whose criteria
+        came to hold. Returns the stage changes to record."""
+        compiled, book = self.compiled, self.book
         changes = []
-        touched = [lead_id for lead_id in book.leads if lead_id in earliest]
-        for lead_id in touched:
-            record = book.leads[lead_id]
-            status = statuses[lead_id]
-            profile = book.profile(record, self.now)
-            result = score_state(compiled, profile, record.state, self.now)
+        for lead_id, since in self.earliest.items():
+            record, status = book.leads[lead_id], self.statuses[lead_id]
+            result = score_state(compiled, book.profile(record, self.now), record.state, self.now)
             self.ledger.settle(lead_id, status.rule_points, result.rule_points(), "time")
             apply_score(status, result, self.version_id, self.now)
             change = qualify_if_due(
@@ -155,37 +168,35 @@ class _BatchWork:
                 book.profile_moments(record),
                 record.state,
                 status,
-                since=earliest[lead_id],
+                since=since,
                 now=self.now,
                 model_version=compiled.model.version,
             )
             if change is not None:
                 changes.append(repo.transition_row(change, self.version_id))
-        report.leads_touched = len(touched)
-        report.new_mqls = len(changes)
+        return changes
 
-        if merges:  # rows of this batch go straight to the lead that survived the merges
-            owner = _final_owners(merges)
-            for rows in (event_rows, self.ledger.rows, changes):
+    def _write(self, fresh: list[ActivityEvent], changes: list[dict[str, Any]]) -> None:
+        """A few bulk statements; the caller's transaction makes them one commit."""
+        conn = self.conn
+        if self.merges:  # rows of this batch go straight to the lead that survived the merges
+            owner = _final_owners(self.merges)
+            for rows in (self.event_rows, self.ledger.rows, changes):
                 for row in rows:
                     row["lead_id"] = owner.get(row["lead_id"], row["lead_id"])
-        repo.insert_rows(conn, events, event_rows)
+        repo.insert_rows(conn, events, self.event_rows)
         repo.insert_rows(conn, ledger, self.ledger.rows)
         repo.insert_rows(conn, transitions, changes)
-        repo.merge_leads(conn, merges)
-        final = graph.keys
-        new_keys = sorted(k for k in keys if k in final and k not in graph.loaded)
+        repo.merge_leads(conn, self.merges)
+        final = self.graph.keys
+        new_keys = sorted(k for k in self.keys if k in final and k not in self.graph.loaded)
         repo.save_identities(
             conn, [(kind, value, final[(kind, value)]) for kind, value in new_keys]
         )
-        repo.save_leads(
-            conn,
-            [repo.StoredLead(book.leads[i], statuses[i]) for i in touched],
-            existing_leads - book.removed,
-        )
-        dirty = [book.accounts[a] for a in {e.group_id for e in fresh if e.group_id}]
-        repo.save_accounts(conn, dirty, existing_accounts, self.now)
-        return report
+        touched = [repo.StoredLead(self.book.leads[i], self.statuses[i]) for i in self.earliest]
+        repo.save_leads(conn, touched, self.existing_leads - self.book.removed)
+        dirty = [self.book.accounts[a] for a in {e.group_id for e in fresh if e.group_id}]
+        repo.save_accounts(conn, dirty, self.existing_accounts, self.now)
 
     def _fresh(self, batch: list[ActivityEvent], report: IngestReport) -> list[ActivityEvent]:
         """The batch without messages seen before (in it or in the store): idempotence."""
@@ -201,15 +212,10 @@ class _BatchWork:
         report.duplicates += len(stored)
         return [e for e in unique if e.message_id not in stored]
 
-    def _merge_status(
-        self,
-        statuses: dict[str, repo.LeadStatus],
-        source: str,
-        target: str,
-        earliest: dict[str, float],
-    ) -> None:
+    def _merge_status(self, source: str, target: str) -> None:
         """The merged-away lead's points move with its ledger rows; its stage wins only
         when the surviving lead has none yet."""
+        statuses, earliest = self.statuses, self.earliest
         gone = statuses.pop(source, None)
         if source in earliest:
             first = earliest.pop(source)
@@ -228,15 +234,10 @@ class _BatchWork:
         kept.created_at = min(kept.created_at, gone.created_at)
 
     def _settle_event(
-        self,
-        book: LeadBook,
-        lead_id: str,
-        status: repo.LeadStatus,
-        event: ActivityEvent,
-        applied: Applied,
+        self, lead_id: str, status: repo.LeadStatus, event: ActivityEvent, applied: Applied
     ) -> None:
         """Ledger rows for what this one message changed, valued at the batch's clock."""
-        compiled = self.compiled
+        compiled, book = self.compiled, self.book
         record = book.leads[lead_id]
         if applied.merged or applied.profile_changed:
             result = score_state(compiled, book.profile(record, self.now), record.state, self.now)
