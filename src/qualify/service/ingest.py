@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import islice
 from typing import Any
 
@@ -22,7 +21,7 @@ from qualify.core.identity import ANON, USER, IdentityGraph
 from qualify.core.leadbook import Applied, LeadBook
 from qualify.core.lifecycle import Stage
 from qualify.core.scoring import CompiledModel, rule_contribution, score_state
-from qualify.service.progress import Ledger, apply_score, qualify_if_due
+from qualify.service.progress import Ledger, apply_score, qualify_record
 from qualify.store import repository as repo
 from qualify.store.tables import events, ledger, transitions
 from qualify.store.versions import active_version
@@ -161,17 +160,7 @@ class _BatchWork:
             result = score_state(compiled, book.profile(record, self.now), record.state, self.now)
             self.ledger.settle(lead_id, status.rule_points, result.rule_points(), "time")
             apply_score(status, result, self.version_id, self.now)
-            change = qualify_if_due(
-                compiled,
-                lead_id,
-                partial(book.profile, record),
-                book.profile_moments(record),
-                record.state,
-                status,
-                since=since,
-                now=self.now,
-                model_version=compiled.model.version,
-            )
+            change = qualify_record(compiled, book, record, status, since=since, now=self.now)
             if change is not None:
                 changes.append(repo.transition_row(change, self.version_id))
         return changes

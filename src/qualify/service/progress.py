@@ -8,15 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+from qualify.core.leadbook import LeadBook, LeadRecord
 from qualify.core.lifecycle import Stage, StageChanged, TransitionContext, can_qualify, take_action
 from qualify.core.moments import qualification_moment
 from qualify.core.scoring import CompiledModel, LeadScore
 from qualify.core.state import LeadState
 from qualify.store.repository import LeadStatus
 
-__all__ = ["Ledger", "apply_score", "qualify_if_due"]
+__all__ = ["Ledger", "apply_score", "qualify_if_due", "qualify_record"]
 
 
 @dataclass(slots=True)
@@ -124,3 +126,28 @@ def qualify_if_due(
     status.stage_at = moment
     status.qualified_at = moment
     return change
+
+
+def qualify_record(
+    compiled: CompiledModel,
+    book: LeadBook,
+    record: LeadRecord,
+    status: LeadStatus,
+    *,
+    since: float,
+    now: float,
+    check_now: bool = False,
+) -> StageChanged | None:
+    """`qualify_if_due` for a lead held in a `LeadBook` (its profile as of any moment)."""
+    return qualify_if_due(
+        compiled,
+        record.lead_id,
+        partial(book.profile, record),
+        book.profile_moments(record),
+        record.state,
+        status,
+        since=since,
+        now=now,
+        model_version=compiled.model.version,
+        check_now=check_now,
+    )

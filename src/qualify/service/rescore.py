@@ -6,14 +6,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
 
 from sqlalchemy import Connection, Engine, select
 
 from qualify.core.leadbook import LeadBook
 from qualify.core.scoring import CompiledModel, score_state
 from qualify.model import ScoringModel
-from qualify.service.progress import Ledger, apply_score, qualify_if_due
+from qualify.service.progress import Ledger, apply_score, qualify_record
 from qualify.store import repository as repo
 from qualify.store.tables import events, leads, ledger, transitions
 from qualify.store.versions import active_version, save_version, set_active
@@ -113,17 +112,8 @@ def _rescore_batch(
         ledger_rows.settle(lead_id, status.rule_points, result.rule_points(), reason)
         since = now if lead_id in stale_set else (status.scored_at or now)
         apply_score(status, result, version_id, now)
-        change = qualify_if_due(
-            compiled,
-            lead_id,
-            partial(book.profile, record),
-            book.profile_moments(record),
-            record.state,
-            status,
-            since=since,
-            now=now,
-            model_version=compiled.model.version,
-            check_now=True,
+        change = qualify_record(
+            compiled, book, record, status, since=since, now=now, check_now=True
         )
         if change is not None:
             changes.append(repo.transition_row(change, version_id))
