@@ -267,7 +267,7 @@ def ingest(
                     text, column_mapping, problems, received_at=time.time()
                 )
             else:
-                messages = read_jsonl(raw, problems)
+                messages = read_jsonl(raw, problems, keep_raw=True)
             report = ingestor.ingest(
                 messages,
                 progress=lambda _n, task=task: progress.update(task, completed=raw.tell()),

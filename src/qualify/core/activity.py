@@ -155,8 +155,13 @@ def _reason(exc: msgspec.ValidationError) -> str:
     return text
 
 
-def decode_line(line: bytes | str, *, received_at: float | None = None) -> ActivityEvent:
-    """One JSON Lines line → `ActivityEvent`; `MessageError` says what is wrong with it."""
+def decode_line(
+    line: bytes | str, *, received_at: float | None = None, keep_raw: bool = False
+) -> ActivityEvent:
+    """One JSON Lines line → `ActivityEvent`; `MessageError` says what is wrong with it.
+
+    `keep_raw` keeps the line itself on the event, for a store that saves messages as sent.
+    """
     try:
         wire = _DECODER.decode(line)
     except msgspec.ValidationError:
@@ -167,7 +172,8 @@ def decode_line(line: bytes | str, *, received_at: float | None = None) -> Activ
     if wire.message_id is None or wire.message_id == "":
         return decode_message(_loads(line), received_at=received_at)  # derive a stable id
     event = _build(wire, None, received_at)
-    event.raw = (line if isinstance(line, bytes) else line.encode()).strip()
+    if keep_raw:
+        event.raw = (line if isinstance(line, bytes) else line.encode()).strip()
     return event
 
 

@@ -139,6 +139,26 @@ def _compare(node: Compare) -> Test:
 
         return not_in
     test = _element_test(op, node.value)
+    if "." not in node.key and op in ("starts_with", "contains", "ends_with"):
+        key = node.key  # the most common `where`: one lookup, one call for a text value
+        text = _fold(node.value)
+        method = {
+            "contains": str.__contains__,
+            "starts_with": str.startswith,
+            "ends_with": str.endswith,
+        }[op]
+
+        def holds_text(data: Mapping[str, Any]) -> bool:
+            value = data.get(key)
+            if type(value) is str:
+                return method(value.casefold(), text)
+            if value is None or value == "":
+                return False
+            if type(value) is list:
+                return any(test(v) for v in value if not _missing(v))
+            return test(value)
+
+        return holds_text
     if "." not in node.key:  # the common case, kept to one dict lookup
         key = node.key
 

@@ -164,10 +164,32 @@ class CompiledModel:
         return found
 
     def apply(self, state: LeadState, event: ActivityEvent) -> list[int]:
-        """Record an event in a lead's state; return the rules it touched."""
+        """Record an event in a lead's state; return the rules it touched.
+
+        The hot path of scoring a file: `match` and `LeadState.add` inlined for the
+        common case of an event that arrives in order.
+        """
+        candidates = self.by_name.get(event.name)
+        if not candidates:
+            return []
         touched = []
-        for i, hit in self.match(event):
-            if state.add(i, hit):
+        properties = event.properties
+        timestamp, message_id = event.timestamp, event.message_id
+        for i in candidates:
+            test = self.where[i]
+            if test is not None and not test(properties):
+                continue
+            key = self.rules[i].distinct
+            value = None
+            if key is not None:
+                value = normalise_distinct(lookup(properties, key))
+                if value is None:
+                    continue
+            hits = state.hits[i]
+            if not hits or hits[-1][0] < timestamp:
+                hits.append((timestamp, message_id, value))
+                touched.append(i)
+            elif state.add(i, (timestamp, message_id, value)):
                 touched.append(i)
         return touched
 

@@ -7,7 +7,7 @@ line is reported with its line number and the reason, and the good lines go on.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,16 +49,17 @@ def read_jsonl(
     problems: Problems,
     *,
     received_at: float | None = None,
-    on_line: Callable[[], None] | None = None,
+    keep_raw: bool = False,
 ) -> Iterator[ActivityEvent]:
-    """Decode JSON Lines; blank lines are skipped, bad ones reported in `problems`."""
+    """Decode JSON Lines; blank lines are skipped, bad ones reported in `problems`.
+
+    `keep_raw` keeps each line on its event (the store saves messages as they came).
+    """
     for number, line in enumerate(lines, start=1):
-        if on_line is not None:
-            on_line()
         if not line.strip():
             continue
         try:
-            yield decode_line(line, received_at=received_at)
+            yield decode_line(line, received_at=received_at, keep_raw=keep_raw)
         except MessageError as exc:
             problems.add(number, exc.reason)
 
