@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import random
@@ -44,6 +45,14 @@ def events_file(target: int = 1_000_000, seed: int = 1) -> tuple[Path, int]:
         for event in messages:
             f.write(orjson.dumps(event.to_segment()) + b"\n")
     return path, len(messages)
+
+
+def arguments() -> argparse.Namespace:
+    """`--events N` (the file's size, about) and `--runs N` (how many timed runs)."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--runs", type=int, default=3)
+    return parser.parse_args()
 
 
 def median_of(runs: int, work: Callable[[], None]) -> tuple[float, list[float]]:

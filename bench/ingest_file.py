@@ -11,7 +11,6 @@ scoring, ledger, identity or lifecycle.
 
 from __future__ import annotations
 
-import argparse
 import sqlite3
 import subprocess
 import sys
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import orjson
 
-from common import OUT, events_file, machine, median_of, model_path
+from common import OUT, arguments, events_file, machine, median_of, model_path
 from qualify.store import open_engine
 
 
@@ -66,10 +65,7 @@ def raw_inserts(events: Path, db: Path) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    args = arguments()
     path, count = events_file(args.events)
     model = model_path()
     db = OUT / "ingest.db"

@@ -8,20 +8,16 @@ file's JSON lines with orjson (the floor any scorer of this file pays).
 
 from __future__ import annotations
 
-import argparse
 import subprocess
 import sys
 
 import orjson
 
-from common import events_file, machine, median_of, model_path
+from common import arguments, events_file, machine, median_of, model_path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--runs", type=int, default=3)
-    args = parser.parse_args()
+    args = arguments()
     path, count = events_file(args.events)
     model = model_path()
 

@@ -139,8 +139,18 @@ def _compare(node: Compare) -> Test:
 
         return not_in
     test = _element_test(op, node.value)
-    if "." not in node.key and op in ("starts_with", "contains", "ends_with"):
-        key = node.key  # the most common `where`: one lookup, one call for a text value
+
+    def check(value: Any) -> bool:
+        if value is None or value == "":
+            return False
+        if isinstance(value, list):
+            return any(test(v) for v in value if not _missing(v))
+        return test(value)
+
+    if "." in node.key:
+        return lambda data: check(get(data))
+    key = node.key
+    if op in ("starts_with", "contains", "ends_with"):  # the most common `where`: one call
         text = _fold(node.value)
         method = {
             "contains": str.__contains__,
@@ -150,37 +160,12 @@ def _compare(node: Compare) -> Test:
 
         def holds_text(data: Mapping[str, Any]) -> bool:
             value = data.get(key)
-            if type(value) is str:
+            if type(value) is str and value:
                 return method(value.casefold(), text)
-            if value is None or value == "":
-                return False
-            if type(value) is list:
-                return any(test(v) for v in value if not _missing(v))
-            return test(value)
+            return check(value)
 
         return holds_text
-    if "." not in node.key:  # the common case, kept to one dict lookup
-        key = node.key
-
-        def holds_flat(data: Mapping[str, Any]) -> bool:
-            value = data.get(key)
-            if value is None or value == "":
-                return False
-            if type(value) is list:
-                return any(test(v) for v in value if not _missing(v))
-            return test(value)
-
-        return holds_flat
-
-    def holds(data: Mapping[str, Any]) -> bool:
-        value = get(data)
-        if _missing(value):
-            return False
-        if isinstance(value, list):
-            return any(test(v) for v in value if not _missing(v))
-        return test(value)
-
-    return holds
+    return lambda data: check(data.get(key))
 
 
 def compile_predicate(predicate: Predicate | None) -> Test:

@@ -143,31 +143,11 @@ class CompiledModel:
     def new_state(self) -> LeadState:
         return LeadState(len(self.rules))
 
-    def match(self, event: ActivityEvent) -> list[tuple[int, Hit]]:
-        """The engagement rules an event matches, each with the hit to record."""
-        candidates = self.by_name.get(event.name)
-        if not candidates:
-            return []
-        found = []
-        properties = event.properties
-        for i in candidates:
-            test = self.where[i]
-            if test is not None and not test(properties):
-                continue
-            key = self.rules[i].distinct
-            value = None
-            if key is not None:
-                value = normalise_distinct(lookup(properties, key))
-                if value is None:
-                    continue  # a distinct rule counts only events that carry the property
-            found.append((i, (event.timestamp, event.message_id, value)))
-        return found
-
     def apply(self, state: LeadState, event: ActivityEvent) -> list[int]:
-        """Record an event in a lead's state; return the rules it touched.
+        """Record an event in the state of its lead; return the rules it matched anew.
 
-        The hot path of scoring a file: `match` and `LeadState.add` inlined for the
-        common case of an event that arrives in order.
+        The hot path of scoring: `LeadState.add` is inlined for the common case of an event
+        that arrives in order. A `distinct` rule counts only events carrying the property.
         """
         candidates = self.by_name.get(event.name)
         if not candidates:
