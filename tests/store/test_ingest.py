@@ -281,3 +281,21 @@ def test_the_mql_moment_is_the_same_when_batched_differently(engine: Engine) -> 
     ]
     Ingestor(engine, clock=lambda: at(21), batch_size=1).ingest(messages)
     assert lead_row(engine, "u1")["qualified_at"] == at(20)
+
+
+def test_a_lead_scored_by_another_model_is_explained_after_refresh(engine: Engine) -> None:
+    """An activation that stopped half-way leaves leads scored by the previous model."""
+    from qualify.errors import QualifyError
+    from qualify.store.versions import save_version, set_active
+
+    activate(engine)
+    Ingestor(engine, clock=lambda: at(20)).ingest(seed_messages())
+    extra = WORKED.replace("version: 1", "version: 2").replace(
+        "engagement:\n", "engagement:\n  - name: demo\n    event: Demo Requested\n    points: 5\n"
+    )
+    with engine.begin() as conn:  # the new version is active, but no lead was rescored
+        set_active(conn, save_version(conn, load_model(extra), "test", at(21)), at(21))
+    with pytest.raises(QualifyError, match="run `qualify refresh`"):
+        explain_lead(engine, "u1")
+    rescore_all(engine, rebuild=False, now=at(22))
+    assert explain_lead(engine, "u1").score.score == 105

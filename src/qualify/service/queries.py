@@ -11,7 +11,7 @@ from sqlalchemy import Engine, func, select
 from qualify.core.activity import format_time
 from qualify.core.leadbook import LeadBook
 from qualify.core.scoring import CompiledModel, LeadScore, score_state
-from qualify.errors import LeadNotFound
+from qualify.errors import LeadNotFound, QualifyError
 from qualify.store import repository as repo
 from qualify.store.tables import events, leads, ledger, transitions
 from qualify.store.versions import active_version
@@ -112,7 +112,13 @@ def explain_lead(engine: Engine, lead_id: str, *, ledger_limit: int = 200) -> Ex
         row = conn.execute(select(leads).where(leads.c.id == lead_id)).first()
         if row is None:
             raise LeadNotFound(lead_id)
-        stored = repo.lead_from_row(row, len(compiled.rules))
+        try:
+            stored = repo.lead_from_row(row, len(compiled.rules))
+        except ValueError:
+            raise QualifyError(
+                f"lead `{lead_id}` was scored with another model version than the active one: "
+                "run `qualify refresh` to rescore it"
+            ) from None
         book = LeadBook(compiled)
         book.accounts = repo.load_accounts(
             conn, [stored.record.account_id] if stored.record.account_id else []
