@@ -217,7 +217,8 @@ def test_recycled_leads_requalify_only_after_the_waiting_period(engine: Engine) 
     assert lead_row(engine, "u1")["stage"] == "nurture"  # criteria hold, but too early
     Ingestor(engine, clock=lambda: at(45)).ingest([track("Webinar Attended", 44, "u1")])
     row = lead_row(engine, "u1")
-    assert row["stage"] == "mql" and row["qualified_at"] == at(44)
+    # the criteria held all along: the lead is an MQL again the moment its wait ended
+    assert row["stage"] == "mql" and row["qualified_at"] == at(40)
 
 
 def test_activating_a_new_model_rescores_every_lead(engine: Engine) -> None:
@@ -299,3 +300,14 @@ def test_a_lead_scored_by_another_model_is_explained_after_refresh(engine: Engin
         explain_lead(engine, "u1")
     rescore_all(engine, rebuild=False, now=at(22))
     assert explain_lead(engine, "u1").score.score == 105
+
+
+@pytest.mark.parametrize("batch_size", [1, 100])
+def test_a_repeated_identify_does_not_move_the_mql_moment(engine: Engine, batch_size: int) -> None:
+    """SDKs send the same traits again and again; the trait counts from its first message."""
+    activate(engine)
+    repeat = identify("u1", 20, industry="financial services", company_size=800)
+    Ingestor(engine, clock=lambda: at(21), batch_size=batch_size).ingest(
+        [*seed_messages(), repeat]
+    )
+    assert lead_row(engine, "u1")["qualified_at"] == at(8)

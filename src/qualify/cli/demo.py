@@ -71,7 +71,7 @@ def run_demo(
     from qualify.service.feedback import record_action
     from qualify.service.ingest import Ingestor
     from qualify.service.queries import explain_lead, funnel, list_leads
-    from qualify.service.rescore import activate_model
+    from qualify.service.rescore import activate_model, rescore_all
 
     if leads_count < 1:
         raise QualifyError("--leads must be at least 1")
@@ -88,6 +88,7 @@ def run_demo(
         task = bar.add_task("scoring demo events", total=len(messages))
         report = ingestor.ingest(messages, progress=lambda n: bar.advance(task, n))
     outcomes = _sales_outcomes(engine, rng, now, record_action)
+    rescore_all(engine, rebuild=False, now=now)  # recycled leads whose wait ended requalify
     elapsed = time.perf_counter() - started
     counts = funnel(engine)
     render.console.print(

@@ -398,8 +398,8 @@ def model_activate(
         )
     render.console.print(
         f"model `{scoring_model.name}` version {scoring_model.version} is active (stored as "
-        f"#{report.version_id}); {report.leads} leads rescored, {report.changed} changed, "
-        f"{report.new_mqls} new MQLs",
+        f"#{report.version_id}); {report.leads} leads rescored, {report.changed} changed stage, "
+        f"flag, tier or grade, {report.new_mqls} new MQLs",
         markup=False,
     )
 
@@ -438,7 +438,8 @@ def refresh(db: DbOption = None) -> None:
             progress=lambda n: progress.advance(task, n),
         )
     render.console.print(
-        f"{report.leads} leads refreshed, {report.changed} changed, {report.new_mqls} new MQLs",
+        f"{report.leads} leads refreshed, {report.changed} changed stage, flag, tier or grade, "
+        f"{report.new_mqls} new MQLs",
         markup=False,
     )
 

@@ -25,22 +25,51 @@ Stamp = tuple[float, str]  # (timestamp, messageId): the order in which trait va
 
 @dataclass(slots=True)
 class Traits:
+    """Trait values, each with the stamp of the message that set it (the latest wins) and
+    `since`: the earliest time a message gave it that same value. Profiles as of a moment
+    use `since`, so an identify that repeats a known value (SDKs send one on every page)
+    does not make the trait look newer than it is."""
+
     values: dict[str, Any] = field(default_factory=dict)
     stamps: dict[str, Stamp] = field(default_factory=dict)
+    since: dict[str, float] = field(default_factory=dict)
 
     def update(self, traits: dict[str, Any], stamp: Stamp) -> bool:
         changed = False
         for key, value in traits.items():
-            if key not in self.stamps or self.stamps[key] <= stamp:
-                if self.values.get(key, ...) != value or key not in self.stamps:
-                    changed = True
+            current = self.stamps.get(key)
+            same = current is not None and self.values[key] == value
+            if current is None or current <= stamp:
+                changed = changed or not same
+                if not same:
+                    self.since[key] = stamp[0]
                 self.values[key] = value
                 self.stamps[key] = stamp
+            elif same and stamp[0] < self.since[key]:
+                self.since[key] = stamp[0]  # an older message with the same value
         return changed
 
     def merge(self, other: Traits) -> None:
         for key, value in other.values.items():
+            self.update({key: value}, (other.since[key], other.stamps[key][1]))
             self.update({key: value}, other.stamps[key])
+
+    def known(self, as_of: float | None) -> dict[str, Any]:
+        """The traits known at a moment (all of them when `as_of` is None)."""
+        if as_of is None:
+            return dict(self.values)
+        return {k: v for k, v in self.values.items() if self.since[k] <= as_of}
+
+    def to_json(self) -> dict[str, list[Any]]:
+        return {k: [*self.stamps[k], self.since[k]] for k in self.stamps}
+
+    @classmethod
+    def from_json(cls, values: dict[str, Any], stamps: dict[str, list[Any]]) -> Traits:
+        return cls(
+            dict(values),
+            {k: (v[0], v[1]) for k, v in stamps.items()},
+            {k: v[2] if len(v) > 2 else v[0] for k, v in stamps.items()},
+        )
 
 
 @dataclass(slots=True)
@@ -200,7 +229,7 @@ class LeadBook:
         As of a moment, only what was known by then counts: traits (and the account link)
         whose winning message is later are left out, so a score never uses the future.
         """
-        traits = _known(record.traits, as_of)
+        traits = record.traits.known(as_of)
         linked = record.account_id is not None and (
             as_of is None or record.account_stamp is None or record.account_stamp[0] <= as_of
         )
@@ -208,22 +237,16 @@ class LeadBook:
             return traits
         assert record.account_id is not None
         account = self.accounts.get(record.account_id)
-        account_traits = _known(account.traits, as_of) if account else {}
+        account_traits = account.traits.known(as_of) if account else {}
         account_traits.setdefault("id", record.account_id)
         return {**traits, "account": account_traits}
 
     def profile_moments(self, record: LeadRecord) -> list[float]:
         """The moments at which the lead's profile changed, sorted."""
-        moments = {stamp[0] for stamp in record.traits.stamps.values()}
+        moments = set(record.traits.since.values())
         if record.account_stamp is not None:
             moments.add(record.account_stamp[0])
             account = self.accounts.get(record.account_id or "")
             if account is not None:
-                moments.update(stamp[0] for stamp in account.traits.stamps.values())
+                moments.update(account.traits.since.values())
         return sorted(moments)
-
-
-def _known(traits: Traits, as_of: float | None) -> dict[str, Any]:
-    if as_of is None:
-        return dict(traits.values)
-    return {k: v for k, v in traits.values.items() if traits.stamps[k][0] <= as_of}

@@ -99,10 +99,10 @@ def qualify_if_due(
     not_before = since
     also = [now] if check_now else []
     if status.stage is Stage.NURTURE and status.recycled_at is not None:
+        # A recycled lead was not checked while it waited: look from the end of the wait.
         eligible = status.recycled_at + (requalify_after or 0.0)
-        if eligible > since:
-            not_before = eligible
-            also.append(eligible)  # criteria may already hold when the wait ends
+        not_before = eligible
+        also.append(eligible)  # criteria may already hold when the wait ends
     found = qualification_moment(
         compiled, profile_at, profile_moments, state, not_before, now, also=also
     )

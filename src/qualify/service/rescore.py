@@ -26,7 +26,7 @@ BATCH = 500
 class RescoreReport:
     version_id: int
     leads: int = 0
-    changed: int = 0
+    changed: int = 0  # leads whose stage, MQL/PQL flag, tier or grade changed
     new_mqls: int = 0
 
 
@@ -107,7 +107,7 @@ def _rescore_batch(
         record, status = item.record, item.status
         profile = book.profile(record, now)
         result = score_state(compiled, profile, record.state, now)
-        before = (status.score, status.mql, status.tier, status.grade)
+        before = (status.stage, status.mql, status.pql, status.tier, status.grade)
         reason = "model" if lead_id in stale_set else "time"
         ledger_rows.settle(lead_id, status.rule_points, result.rule_points(), reason)
         since = now if lead_id in stale_set else (status.scored_at or now)
@@ -117,7 +117,7 @@ def _rescore_batch(
         )
         if change is not None:
             changes.append(repo.transition_row(change, version_id))
-        if before != (status.score, status.mql, status.tier, status.grade):
+        if before != (status.stage, status.mql, status.pql, status.tier, status.grade):
             report.changed += 1
     report.leads += len(stored)
     report.new_mqls += len(changes)

@@ -72,7 +72,7 @@ def lead_from_row(row: Any, rule_count: int, *, lenient: bool = False) -> Stored
         if not lenient:
             raise
         state = LeadState(rule_count)
-    traits = Traits(dict(m["traits"]), {k: (v[0], v[1]) for k, v in m["trait_stamps"].items()})
+    traits = Traits.from_json(m["traits"], m["trait_stamps"])
     record = LeadRecord(
         lead_id=m["id"],
         state=state,
@@ -112,7 +112,7 @@ def lead_values(stored: StoredLead) -> dict[str, Any]:
         "account_id": r.account_id,
         "account_stamp": list(r.account_stamp) if r.account_stamp else None,
         "traits": r.traits.values,
-        "trait_stamps": {k: list(v) for k, v in r.traits.stamps.items()},
+        "trait_stamps": r.traits.to_json(),
         "source": r.source,
         "campaign": r.campaign,
         "source_stamp": list(r.source_stamp) if r.source_stamp else None,
@@ -160,8 +160,7 @@ def load_accounts(conn: Connection, ids: Iterable[str]) -> dict[str, Account]:
     for part in chunks(sorted(set(ids))):
         for row in conn.execute(select(accounts).where(accounts.c.id.in_(part))):
             m = row._mapping
-            stamps = {k: (v[0], v[1]) for k, v in m["trait_stamps"].items()}
-            found[m["id"]] = Account(m["id"], Traits(dict(m["traits"]), stamps))
+            found[m["id"]] = Account(m["id"], Traits.from_json(m["traits"], m["trait_stamps"]))
     return found
 
 
@@ -172,7 +171,7 @@ def save_accounts(
         {
             "id": a.account_id,
             "traits": a.traits.values,
-            "trait_stamps": {k: list(v) for k, v in a.traits.stamps.items()},
+            "trait_stamps": a.traits.to_json(),
             "updated_at": at,
         }
         for a in items
