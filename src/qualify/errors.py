@@ -96,11 +96,15 @@ class TransitionNotAllowed(QualifyError):
         self.action = action
         self.allowed = tuple(allowed)
         options = ", ".join(self.allowed) if self.allowed else "none"
-        reason = f" ({why})" if why else ""
-        super().__init__(
-            f"cannot {action} lead `{lead_id}`: it is in stage `{stage}`{reason}; "
-            f"allowed actions there: {options}"
-        )
+        if why and action in self.allowed:  # the stage allows it; a guard said no
+            message = f"cannot {action} lead `{lead_id}` (stage `{stage}`): {why}"
+        else:
+            reason = f" ({why})" if why else ""
+            message = (
+                f"cannot {action} lead `{lead_id}`: it is in stage `{stage}`{reason}; "
+                f"allowed actions there: {options}"
+            )
+        super().__init__(message)
 
 
 class NoActiveModel(QualifyError):

@@ -145,7 +145,8 @@ def test_ingest_then_query_explain_and_act(tmp_path: Path) -> None:
     assert refused.returncode == 2
     assert refused.stderr.strip().startswith("error: cannot won lead `ben`: it is in stage `lead`")
     no_reason = qualify("lead", "reject", "ana", cwd=tmp_path, check=False)
-    assert no_reason.returncode == 2 and "a reason is required" in no_reason.stderr
+    assert no_reason.returncode == 2 and "needs a reason: add --reason" in no_reason.stderr
+    assert "details" in qualify("explain", "ana", cwd=tmp_path).stdout
     qualify("lead", "reject", "ana", "--reason", "no budget", cwd=tmp_path)
     versions = qualify("model", "list", cwd=tmp_path).stdout
     assert "worked-example version 1" in versions
@@ -183,9 +184,15 @@ def test_ingest_csv_with_a_column_mapping(tmp_path: Path) -> None:
     ("args", "message"),
     [
         (["score", "missing.yaml", "e.jsonl"], "error: no model file missing.yaml"),
-        (["ingest", "e.jsonl", "--db", "sqlite:///nowhere/q.db"], "does not exist"),
+        (["ingest", "e.jsonl", "--db", "sqlite:///nowhere/q.db"], "no store at nowhere/q.db"),
+        (["leads", "--db", "mysql://localhost/x"], "SQLite or PostgreSQL, not `mysql`"),
+        (["lead", "reject", "ana"], "needs a reason: add --reason TEXT"),
         (["leads", "--stage", "hot"], "error: unknown stage `hot`"),
-        (["explain", "nobody"], "no active scoring model"),
+        (["explain", "nobody"], "no store at qualify.db"),
+        (
+            ["ingest", "e.csv", "--map", "Emial=userId", "--db", "{store}"],
+            "--map names column `Emial` that the file does not have; its columns are: Email",
+        ),
         (["ingest", "e.csv", "--map", "Email"], "is not COLUMN=FIELD"),
         (["score", "{model}", "e.jsonl", "--as-of", "yesterday"], "not an ISO-8601 time"),
     ],
@@ -193,7 +200,11 @@ def test_ingest_csv_with_a_column_mapping(tmp_path: Path) -> None:
 def test_errors_are_one_clear_line_and_exit_2(tmp_path: Path, args: list, message: str) -> None:
     jsonl(tmp_path / "e.jsonl", seed())
     (tmp_path / "e.csv").write_text("Email\na@b.c\n")
-    args = [a.replace("{model}", str(WORKED)) for a in args]
+    qualify("model", "activate", str(WORKED), "--db", f"sqlite:///{tmp_path}/s.db", cwd=tmp_path)
+    args = [
+        a.replace("{model}", str(WORKED)).replace("{store}", f"sqlite:///{tmp_path}/s.db")
+        for a in args
+    ]
     done = qualify(*args, cwd=tmp_path, check=False)
     assert done.returncode == 2, done.stdout + done.stderr
     assert message in done.stderr

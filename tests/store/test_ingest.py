@@ -133,6 +133,8 @@ def test_anonymous_history_merges_into_the_known_lead(engine: Engine) -> None:
         owners = set(conn.execute(select(events.c.lead_id)).scalars())
         keys = dict(conn.execute(select(identities.c.value, identities.c.lead_id)).all())
     assert owners == {"u9"} and keys == {"a1": "u9", "u9": "u9"}
+    assert explain_lead(engine, "anon:a1").lead["id"] == "u9"  # a merged id still finds it
+    assert explain_lead(engine, "a1").lead["id"] == "u9"
     assert ledger_by_rule(engine, "u9") == row["rule_points"]
 
 
@@ -142,8 +144,9 @@ def test_alias_merges_a_previous_id(engine: Engine) -> None:
     ingestor.ingest([track("Webinar Attended", 1, "old-id"), identify("new-id", 2)])
     ingestor.ingest([message(type="alias", previousId="old-id", userId="new-id", timestamp=at(3))])
     assert lead_row(engine, "new-id")["rule_points"] == {"webinar attended": 20}
+    assert explain_lead(engine, "old-id").lead["id"] == "new-id"  # the old id still finds it
     with pytest.raises(LeadNotFound):
-        explain_lead(engine, "old-id")
+        explain_lead(engine, "never-seen")
 
 
 def test_group_links_an_account_whose_traits_fit_rules_can_read(engine: Engine) -> None:
@@ -307,7 +310,5 @@ def test_a_repeated_identify_does_not_move_the_mql_moment(engine: Engine, batch_
     """SDKs send the same traits again and again; the trait counts from its first message."""
     activate(engine)
     repeat = identify("u1", 20, industry="financial services", company_size=800)
-    Ingestor(engine, clock=lambda: at(21), batch_size=batch_size).ingest(
-        [*seed_messages(), repeat]
-    )
+    Ingestor(engine, clock=lambda: at(21), batch_size=batch_size).ingest([*seed_messages(), repeat])
     assert lead_row(engine, "u1")["qualified_at"] == at(8)

@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from qualify import __version__
 from qualify.cli import render
-from qualify.core.activity import ActivityEvent, parse_time
+from qualify.core.activity import ActivityEvent, format_time, parse_time
 from qualify.core.lifecycle import BANT_FIELDS
 from qualify.core.scoring import CompiledModel
 from qualify.errors import IngestError, MessageError, ModelError, QualifyError
@@ -54,10 +54,11 @@ DbOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def _engine(db: str | None) -> Engine:
+def _engine(db: str | None, *, create: bool = False) -> Engine:
+    """The store; only `demo` and `model activate` may start a new one."""
     from qualify.store import open_engine
 
-    return open_engine(db)
+    return open_engine(db, create=create)
 
 
 def _read_model(path: Path) -> ScoringModel:
@@ -301,13 +302,23 @@ def leads(
     from qualify.core.lifecycle import Stage
     from qualify.service.queries import list_leads
 
+    stage = stage.lower() if stage else None
     if stage is not None and stage not in {s.value for s in Stage}:
         raise QualifyError(
             f"unknown stage `{stage}`: use one of {', '.join(s.value for s in Stage)}"
         )
-    rows = list_leads(_engine(db), stage=stage, tier=tier, limit=limit or None)
+    engine = _engine(db)
+    if tier is not None:
+        from qualify.store.versions import active_version
+
+        with engine.connect() as conn:
+            tiers = [name for name, _ in active_version(conn)[1].qualification.tiers]
+        if tier not in tiers:
+            known = ", ".join(tiers) or "none (the active model defines no tiers)"
+            raise QualifyError(f"unknown tier `{tier}`: the active model's tiers are {known}")
+    rows = list_leads(engine, stage=stage, tier=tier, limit=limit or None)
     if as_json:
-        render.print_json(rows)
+        render.print_json([_iso_times(row) for row in rows])
         return
     render.console.print(render.leads_table(rows, f"{len(rows)} leads"))
 
@@ -327,6 +338,22 @@ def explain(
         render.print_json(data)
         return
     _print_explanation(data)
+
+
+def _details(details: dict[str, Any]) -> str:
+    """BANT and amounts as sales entered them; a qualification shows its score."""
+    shown = {k: v for k, v in details.items() if k != "rules"}
+    if "score" in shown:
+        shown["score"] = render.points(shown["score"])
+    return ", ".join(f"{k}: {v}" for k, v in shown.items())
+
+
+def _iso_times(row: dict[str, Any]) -> dict[str, Any]:
+    """JSON output names moments in ISO-8601, like `explain --json` does."""
+    return {
+        k: format_time(v) if k.endswith("_at") and isinstance(v, float) else v
+        for k, v in row.items()
+    }
 
 
 def _print_explanation(data: dict[str, Any]) -> None:
@@ -361,7 +388,7 @@ def _print_explanation(data: dict[str, Any]) -> None:
         table.add_row(c["rule"], c["aspect"], render.points(c["points"]), "; ".join(why), shown)
     render.console.print(table)
     history = Table(title="stage history", title_justify="left")
-    for name in ("at", "from", "to", "action", "by", "reason", "model"):
+    for name in ("at", "from", "to", "action", "by", "reason", "details", "model"):
         history.add_column(name)
     for t in data["transitions"]:
         history.add_row(
@@ -371,6 +398,7 @@ def _print_explanation(data: dict[str, Any]) -> None:
             t["action"],
             t["actor"],
             t["reason"],
+            _details(t["details"]),
             str(t["model_version_id"] or ""),
         )
     render.console.print(history)
@@ -386,7 +414,7 @@ def model_activate(
     from qualify.service.rescore import activate_model
 
     scoring_model = _read_model(model)
-    engine = _engine(db)
+    engine = _engine(db, create=True)
     with _progress() as progress:
         task = progress.add_task("rescoring leads", total=None)
         report = activate_model(
@@ -477,6 +505,8 @@ def _sales_action(
     ) -> None:
         from qualify.service.feedback import record_action
 
+        if reason_required and not reason.strip():
+            raise QualifyError(f"`qualify lead {action}` needs a reason: add --reason TEXT")
         details: dict[str, Any] = {}
         for key, value in zip(BANT_FIELDS, (budget, authority, need, timeline), strict=True):
             if value is not None:

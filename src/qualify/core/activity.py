@@ -179,7 +179,7 @@ def decode_line(
 
 def _loads(line: bytes | str) -> Any:
     try:
-        return orjson.loads(line)
+        return orjson.loads(line.strip())  # positions in the error are then within the line
     except orjson.JSONDecodeError as exc:
         raise MessageError(f"not valid JSON: {exc}") from None
 

@@ -34,6 +34,10 @@ def record_action(
             version_id, model = active_version(conn)
         except NoActiveModel:
             version_id, model = None, None
+        resolved = repo.resolve_lead_id(conn, lead_id)
+        if resolved is None:
+            raise LeadNotFound(lead_id)
+        lead_id = resolved
         query = select(leads).where(leads.c.id == lead_id)
         if conn.dialect.name == "postgresql":
             query = query.with_for_update()

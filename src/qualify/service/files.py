@@ -134,6 +134,13 @@ def read_csv(
 ) -> Iterator[ActivityEvent]:
     """Decode CSV rows (with a header) into messages; line numbers count the header as 1."""
     reader = csv.DictReader(lines)
+    headers = reader.fieldnames or []
+    missing = [c for c in mapping.columns if c not in headers]
+    if missing:
+        raise IngestError(
+            f"--map names column {', '.join(f'`{c}`' for c in missing)} that the file does not "
+            f"have; its columns are: {', '.join(headers) or '(none)'}"
+        )
     for row in reader:
         number = reader.line_num
         try:

@@ -109,9 +109,12 @@ def explain_lead(engine: Engine, lead_id: str, *, ledger_limit: int = 200) -> Ex
     with engine.connect() as conn:
         version_id, model = active_version(conn)
         compiled = CompiledModel(model)
-        row = conn.execute(select(leads).where(leads.c.id == lead_id)).first()
-        if row is None:
+        found = repo.resolve_lead_id(conn, lead_id)
+        if found is None:
             raise LeadNotFound(lead_id)
+        lead_id = found
+        row = conn.execute(select(leads).where(leads.c.id == lead_id)).first()
+        assert row is not None
         try:
             stored = repo.lead_from_row(row, len(compiled.rules))
         except ValueError:

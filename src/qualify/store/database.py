@@ -50,8 +50,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
-    """An engine on the store, with its schema upgraded to the latest migration."""
+def open_engine(url: str | None = None, *, migrate: bool = True, create: bool = True) -> Engine:
+    """An engine on the store, with its schema upgraded to the latest migration.
+
+    `create=False` refuses to start a new SQLite file: commands that only read or change
+    existing leads should say the store is missing rather than show an empty one.
+    """
     chosen = database_url(url)
     try:
         parsed = make_url(chosen)
@@ -60,8 +64,16 @@ def open_engine(url: str | None = None, *, migrate: bool = True) -> Engine:
             f"`{chosen}` is not a database URL: use e.g. sqlite:///qualify.db "
             "or postgresql://user@host/db"
         ) from None
-    sqlite = parsed.get_backend_name() == "sqlite"
+    backend = parsed.get_backend_name()
+    if backend not in ("sqlite", "postgresql"):
+        raise StoreError(f"Qualify stores leads in SQLite or PostgreSQL, not `{backend}`")
+    sqlite = backend == "sqlite"
     if sqlite and parsed.database and parsed.database != ":memory:":
+        if not create and not Path(parsed.database).expanduser().exists():
+            raise StoreError(
+                f"no store at {parsed.database}: run `qualify demo`, or `qualify model "
+                "activate MODEL.yaml` to start one (or point --db at an existing store)"
+            )
         folder = Path(parsed.database).expanduser().resolve().parent
         if not folder.is_dir():
             raise StoreError(

@@ -319,3 +319,19 @@ def stored_event(payload: dict[str, Any], ts: float) -> ActivityEvent:
     if event.timestamp != ts:  # the payload's text time is rounded to milliseconds
         event = replace(event, timestamp=ts)
     return event
+
+
+def resolve_lead_id(conn: Connection, given: str) -> str | None:
+    """The lead a user means: its id, or any userId / anonymousId (or `anon:<id>`) that
+    belongs to it, including ids of leads merged into it."""
+    if conn.execute(select(leads.c.id).where(leads.c.id == given)).first() is not None:
+        return given
+    value = given.removeprefix("anon:")
+    found = conn.execute(
+        select(identities.c.lead_id)
+        .where(identities.c.value == value)
+        .order_by(
+            identities.c.kind.desc()  # a userId before an anonymousId of the same text
+        )
+    ).first()
+    return found[0] if found else None
