@@ -40,6 +40,7 @@ def when(seconds: float | None) -> str:
 
 
 def leads_table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
+    """Leads with their scores; `qualified` is when each last became an MQL."""
     table = Table(title=title, title_justify="left")
     for name, justify in (
         ("lead", "left"),
@@ -50,7 +51,7 @@ def leads_table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
         ("tier", "left"),
         ("grade", "left"),
         ("source", "left"),
-        ("MQL since", "left"),
+        ("qualified", "left"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in rows:

@@ -166,6 +166,11 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str) -> ModelProblem:
         opened = exc.context_mark
         where = f" (line {opened.line + 1})" if opened is not None else ""
         what = f"{exc.context}{where}, {what}"
+    if any(word in what for word in ("expected key", "block end", "'-' indicator")):
+        what += (
+            "; check the indentation: the keys of one mapping (and the items of one list) "
+            "start in the same column"
+        )
     if "escape" in what:
         what += (
             "; in double quotes a backslash starts an escape: write regular expressions "
