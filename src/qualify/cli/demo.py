@@ -1,19 +1,21 @@
 """`qualify demo`: build a store from generated data, score it, and show what came out."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Typer reads the `demo` command's annotations.
 
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
+import typer
 from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import Engine, select
 from sqlalchemy.engine import make_url
 
 from qualify.cli import render
+from qualify.cli.shared import DbOption, app, progress_bar
 from qualify.errors import QualifyError
 from qualify.model import load_model
 from qualify.service.demo import DAY, DemoSpec, demo_model_text, generate
@@ -177,3 +179,14 @@ def _sales_outcomes(engine: Engine, rng: random.Random, now: float, act: Any) ->
             actions += 1
             at += rng.uniform(2, 20) * DAY
     return actions
+
+
+@app.command()
+def demo(
+    db: DbOption = None,
+    leads_count: Annotated[int, typer.Option("--leads", help="How many leads to generate.")] = 5200,
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed, the same data.")] = 7,
+    top: Annotated[int, typer.Option(help="How many top MQLs to show.")] = 10,
+) -> None:
+    """Build a demo store: generated leads and 90 days of events, scored and qualified."""
+    run_demo(db, leads_count=leads_count, seed=seed, top=top, progress=progress_bar)
