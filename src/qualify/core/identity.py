@@ -8,7 +8,7 @@ known leads and `anon:<anonymousId>` for anonymous ones.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from qualify.core.activity import ActivityEvent
 
@@ -22,7 +22,6 @@ USER, ANON = "user", "anon"
 class Resolution:
     lead_id: str
     merges: tuple[tuple[str, str], ...] = ()  # (from lead, into lead), in order
-    new_keys: tuple[tuple[str, str], ...] = field(default=())  # (kind, id) first seen here
 
 
 class IdentityGraph:
@@ -56,11 +55,8 @@ class IdentityGraph:
     def lead_of(self, kind: str, value: str) -> str | None:
         return self._table(kind).get(value)
 
-    def _claim(self, key: tuple[str, str], lead: str, new: list[tuple[str, str]]) -> None:
-        table = self._table(key[0])
-        if key[1] not in table:
-            new.append(key)
-        table[key[1]] = lead
+    def _claim(self, key: tuple[str, str], lead: str) -> None:
+        self._table(key[0])[key[1]] = lead
         self.members.setdefault(lead, set()).add(key)
 
     def _merge(self, source: str, target: str, merges: list[tuple[str, str]]) -> None:
@@ -69,41 +65,40 @@ class IdentityGraph:
             self.members.setdefault(target, set()).add(key)
         merges.append((source, target))
 
-    def _known(self, user_id: str, new: list[tuple[str, str]]) -> str:
+    def _known(self, user_id: str) -> str:
         lead = self.lead_of(USER, user_id)
         if lead is None:
             lead = user_id
-            self._claim((USER, user_id), lead, new)
+            self._claim((USER, user_id), lead)
         return lead
 
     def resolve(self, event: ActivityEvent) -> Resolution:
         """The lead a message belongs to, after any merge it implies."""
         merges: list[tuple[str, str]] = []
-        new: list[tuple[str, str]] = []
         if event.type == "alias":
             assert event.user_id is not None and event.previous_id is not None
-            target = self._known(event.user_id, new)
+            target = self._known(event.user_id)
             previous = self.lead_of(USER, event.previous_id) or self.lead_of(
                 ANON, event.previous_id
             )
             if previous is None:  # unseen so far: whichever kind it turns up as, it is them
-                self._claim((USER, event.previous_id), target, new)
-                self._claim((ANON, event.previous_id), target, new)
+                self._claim((USER, event.previous_id), target)
+                self._claim((ANON, event.previous_id), target)
             elif previous != target:
                 self._merge(previous, target, merges)
-            return Resolution(target, tuple(merges), tuple(new))
+            return Resolution(target, tuple(merges))
         if event.user_id is not None:
-            target = self._known(event.user_id, new)
+            target = self._known(event.user_id)
             if event.anonymous_id is not None:
                 anonymous = self.lead_of(ANON, event.anonymous_id)
                 if anonymous is None:
-                    self._claim((ANON, event.anonymous_id), target, new)
+                    self._claim((ANON, event.anonymous_id), target)
                 elif anonymous != target:
                     self._merge(anonymous, target, merges)
-            return Resolution(target, tuple(merges), tuple(new))
+            return Resolution(target, tuple(merges))
         assert event.anonymous_id is not None
         lead = self.lead_of(ANON, event.anonymous_id)
         if lead is None:
             lead = ANON_PREFIX + event.anonymous_id
-            self._claim((ANON, event.anonymous_id), lead, new)
-        return Resolution(lead, (), tuple(new))
+            self._claim((ANON, event.anonymous_id), lead)
+        return Resolution(lead, ())

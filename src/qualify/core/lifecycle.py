@@ -99,7 +99,6 @@ ACTIONS: dict[str, Action] = {
         Action("lost", frozenset({Stage.OPPORTUNITY}), Stage.NURTURE, (reason_given,)),
     )
 }
-SALES_ACTIONS = tuple(name for name, a in ACTIONS.items() if not a.by_system)
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,6 @@ anonymous visitor turns out to be a known lead) by merging these lists.
 from __future__ import annotations
 
 from bisect import insort
-from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -53,15 +52,6 @@ class LeadState:
         for rule, hits in enumerate(other.hits):
             for hit in hits:
                 self.add(rule, hit)
-
-    def times(self) -> Iterable[float]:
-        """Every timestamp this state knows, for finding the moments criteria may change."""
-        for hits in self.hits:
-            for hit in hits:
-                yield hit[0]
-
-    def copy(self) -> LeadState:
-        return LeadState(len(self.hits), [list(h) for h in self.hits])
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.hits)

@@ -219,12 +219,3 @@ def _parse_operand(op: str, operand: Any, path: tuple[Any, ...], problems: Probl
         problems.add(path, f"`equals` takes a single value, not {describe(operand)}")
         return _INVALID
     return operand
-
-
-def predicate_keys(predicate: Predicate) -> list[str]:
-    """Every key a predicate reads, for semantic checks (e.g. grades must read fit only)."""
-    if isinstance(predicate, Compare):
-        return [predicate.key]
-    if isinstance(predicate, Not):
-        return predicate_keys(predicate.item)
-    return [key for item in predicate.items for key in predicate_keys(item)]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -38,7 +38,6 @@ class IngestReport:
     duplicates: int = 0
     leads_touched: int = 0
     new_mqls: int = 0
-    rejected: list[tuple[str, str]] = field(default_factory=list)  # (where, reason)
 
     def add(self, other: IngestReport) -> None:
         self.received += other.received
@@ -46,7 +45,6 @@ class IngestReport:
         self.duplicates += other.duplicates
         self.leads_touched += other.leads_touched
         self.new_mqls += other.new_mqls
-        self.rejected.extend(other.rejected)
 
 
 def _batches(items: Iterable[ActivityEvent], size: int) -> Iterator[list[ActivityEvent]]:

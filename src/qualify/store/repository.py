@@ -308,12 +308,6 @@ def transition_row(change: StageChanged, model_version_id: int | None) -> dict[s
     }
 
 
-def lead_events(conn: Connection, lead_id: str) -> list[ActivityEvent]:
-    """Every stored message of a lead, decoded again (with the stored timestamps)."""
-    query = select(events.c.payload, events.c.ts).where(events.c.lead_id == lead_id)
-    return [stored_event(payload, ts) for payload, ts in conn.execute(query.order_by(events.c.id))]
-
-
 def stored_event(payload: dict[str, Any], ts: float) -> ActivityEvent:
     event = decode_message(payload)
     if event.timestamp != ts:  # the payload's text time is rounded to milliseconds
