@@ -147,16 +147,22 @@ def check_replay(engine: Engine) -> int:
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
-@given(seed=st.integers(0, 10**6), size=st.integers(1, 120), batch=st.integers(1, 40))
+@given(
+    seed=st.integers(0, 10**6),
+    size=st.integers(1, 120),
+    batch=st.integers(1, 60),
+    step=st.integers(1, 20),
+)
 def test_replaying_stored_events_rebuilds_every_lead(
-    engine: Engine, seed: int, size: int, batch: int
+    engine: Engine, seed: int, size: int, batch: int, step: int
 ) -> None:
+    """Any split into transactions (batch) and steps within them (step) stores the same."""
     from qualify.core.activity import decode_message
 
     wipe(engine)
     activate_model(engine, MODEL, clock=lambda: T0)
     messages = [decode_message(m) for m in stream(seed, size)]
     clock = iter(T0 + d * DAY for d in range(30, 10_000, 3))
-    ingestor = Ingestor(engine, clock=lambda: next(clock), batch_size=batch)
+    ingestor = Ingestor(engine, clock=lambda: next(clock), batch_size=batch, step_size=step)
     ingestor.ingest(messages)
     assert check_replay(engine) >= 1

@@ -85,7 +85,7 @@ def run_demo(
     activate_model(engine, model, clock=lambda: now - 90 * DAY, created_by="demo")
     spec = DemoSpec(leads=leads_count, accounts=max(1, leads_count // 6))
     messages = sorted(generate(spec, rng=rng, now=now), key=lambda e: (e.timestamp, e.message_id))
-    ingestor = Ingestor(engine, clock=lambda: now, batch_size=20_000)
+    ingestor = Ingestor(engine, clock=lambda: now, batch_size=500_000)
     with progress() as bar:
         task = bar.add_task("scoring demo events", total=len(messages))
         report = ingestor.ingest(messages, progress=lambda n: bar.advance(task, n))

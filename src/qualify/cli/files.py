@@ -113,7 +113,7 @@ def ingest(
             "mapped, else identify).",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Messages per transaction.")] = 100_000,
+    batch_size: Annotated[int, typer.Option(help="Messages per transaction.")] = 500_000,
 ) -> None:
     """Ingest message files into the store: events, scores, ledger and stage changes.
 

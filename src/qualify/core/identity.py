@@ -37,10 +37,17 @@ class IdentityGraph:
         self.users: dict[str, str] = {}
         self.anonymous: dict[str, str] = {}
         self.members: dict[str, set[tuple[str, str]]] = {}
-        for (kind, value), lead in (keys or {}).items():
-            self._table(kind)[value] = lead
-            self.members.setdefault(lead, set()).add((kind, value))
-        self.loaded = frozenset(keys or {})
+        self.loaded: set[tuple[str, str]] = set()  # keys that came from the store
+        self.load(keys or {})
+
+    def load(self, keys: dict[tuple[str, str], str]) -> None:
+        """Add keys read from the store; keys the graph already knows keep their lead."""
+        for key, lead in keys.items():
+            table = self._table(key[0])
+            if key[1] not in table:
+                table[key[1]] = lead
+                self.members.setdefault(lead, set()).add(key)
+                self.loaded.add(key)
 
     def _table(self, kind: str) -> dict[str, str]:
         return self.users if kind == USER else self.anonymous

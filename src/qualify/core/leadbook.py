@@ -10,6 +10,7 @@ profile does not depend on arrival order either.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -93,15 +94,19 @@ class LeadRecord:
 
     def saw(self, event: ActivityEvent) -> None:
         ts = event.timestamp
-        if self.first_seen is None or ts < self.first_seen:
-            self.first_seen = ts
-        if self.last_seen is None or ts > self.last_seen:
+        if self.last_seen is None or self.first_seen is None:
+            self.first_seen = self.last_seen = ts
+        elif ts > self.last_seen:
             self.last_seen = ts
-        stamp = (ts, event.message_id)
-        if self.source_stamp is None or stamp < self.source_stamp:  # only earlier can win
-            source, campaign = first_touch(event)
-            if source is not None:
-                self.source, self.campaign, self.source_stamp = source, campaign, stamp
+        elif ts < self.first_seen:
+            self.first_seen = ts
+        known = self.source_stamp
+        if known is None or ts <= known[0]:  # only an earlier message can be the first touch
+            stamp = (ts, event.message_id)
+            if known is None or stamp < known:
+                source, campaign = first_touch(event)
+                if source is not None:
+                    self.source, self.campaign, self.source_stamp = source, campaign, stamp
 
     def absorb(self, other: LeadRecord) -> None:
         """Merge another lead (an anonymous history) into this one."""
@@ -143,7 +148,7 @@ def first_touch(event: ActivityEvent) -> tuple[str | None, str | None]:
 @dataclass(slots=True)
 class Applied:
     lead_id: str
-    touched: tuple[int, ...]  # engagement rules the message matched
+    touched: Sequence[int]  # engagement rules the message matched
     merged: tuple[tuple[str, str], ...]  # (from lead, into lead)
     profile_changed: bool
 
@@ -198,8 +203,7 @@ class LeadBook:
             ):
                 record = self.leads.get(lead_id) or self.lead(lead_id)
                 record.saw(event)
-                touched = tuple(self.compiled.apply(record.state, event))
-                return Applied(lead_id, touched, (), False)
+                return Applied(lead_id, self.compiled.apply(record.state, event), (), False)
         resolution = self.graph.resolve(event)
         for source, target in resolution.merges:
             merged = self.leads.pop(source, None)
@@ -209,7 +213,7 @@ class LeadBook:
         record = self.lead(resolution.lead_id)
         record.saw(event)
         stamp = (event.timestamp, event.message_id)
-        touched: tuple[int, ...] = ()
+        touched: Sequence[int] = ()
         changed = bool(resolution.merges)
         if event.type == "identify":
             changed = record.traits.update(event.traits, stamp) or changed
@@ -220,7 +224,7 @@ class LeadBook:
                 changed = changed or record.account_id != event.group_id
                 record.account_id, record.account_stamp = event.group_id, stamp
         elif event.name:
-            touched = tuple(self.compiled.apply(record.state, event))
+            touched = self.compiled.apply(record.state, event)
         return Applied(resolution.lead_id, touched, resolution.merges, changed)
 
     def profile(self, record: LeadRecord, as_of: float | None = None) -> dict[str, Any]:

@@ -134,7 +134,12 @@ class CompiledModel:
         for i, rule in enumerate(self.rules):
             for name in rule.events:
                 index.setdefault(name, []).append(i)
-        self.by_name: dict[str, tuple[int, ...]] = {k: tuple(v) for k, v in index.items()}
+        # per event name: (rule index, its `where` test, its `distinct` key) — what `apply`
+        # needs, gathered once so the hot path does no lookups
+        self.by_name: dict[str, tuple[tuple[int, Test | None, str | None], ...]] = {
+            k: tuple((i, self.where[i], self.rules[i].distinct) for i in v)
+            for k, v in index.items()
+        }
         self.fit_memo: dict[bytes, tuple[float, tuple[Contribution, ...]]] = {}
         self.negative_expiring = [
             i for i, r in enumerate(self.rules) if r.points < 0 and r.expires_after is not None
@@ -155,17 +160,16 @@ class CompiledModel:
         touched = []
         properties = event.properties
         timestamp, message_id = event.timestamp, event.message_id
-        for i in candidates:
-            test = self.where[i]
+        all_hits = state.hits
+        for i, test, key in candidates:
             if test is not None and not test(properties):
                 continue
-            key = self.rules[i].distinct
             value = None
             if key is not None:
                 value = normalise_distinct(lookup(properties, key))
                 if value is None:
                     continue
-            hits = state.hits[i]
+            hits = all_hits[i]
             if not hits or hits[-1][0] < timestamp:
                 hits.append((timestamp, message_id, value))
                 touched.append(i)

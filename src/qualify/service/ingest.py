@@ -9,7 +9,7 @@ stateless scorer uses, and written back with a few bulk statements.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -20,7 +20,7 @@ from qualify.core.activity import ActivityEvent
 from qualify.core.identity import ANON, USER, IdentityGraph
 from qualify.core.leadbook import Applied, LeadBook
 from qualify.core.lifecycle import Stage
-from qualify.core.scoring import CompiledModel, rule_contribution, score_state
+from qualify.core.scoring import CompiledModel, fit_part, rule_contribution, score_state
 from qualify.service.progress import Ledger, apply_score, qualify_record
 from qualify.store import repository as repo
 from qualify.store.tables import events, ledger, transitions
@@ -47,19 +47,27 @@ class IngestReport:
         self.new_mqls += other.new_mqls
 
 
-def _batches(items: Iterable[ActivityEvent], size: int) -> Iterator[list[ActivityEvent]]:
-    iterator = iter(items)
-    while batch := list(islice(iterator, size)):
-        yield batch
-
-
 class Ingestor:
-    """Ingests messages with the store's active model. `clock` is injected for tests."""
+    """Ingests messages with the store's active model. `clock` is injected for tests.
 
-    def __init__(self, engine: Engine, *, clock: Clock = time.time, batch_size: int = 2000) -> None:
+    `batch_size` messages make one transaction; inside it they are taken `step_size` at a
+    time (loaded, applied, their event and ledger rows written), so a large transaction —
+    which writes each touched lead once, however many of its messages it holds — needs
+    memory for one step's messages only.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Clock = time.time,
+        batch_size: int = 2000,
+        step_size: int = 10_000,
+    ) -> None:
         self.engine = engine
         self.clock = clock
         self.batch_size = batch_size
+        self.step_size = step_size
         with engine.connect() as conn:
             self.version_id, model = active_version(conn)
         self.compiled = CompiledModel(model)
@@ -76,61 +84,105 @@ class Ingestor:
         """
         report = IngestReport()
         now = self.clock()
-        for batch in _batches(messages, self.batch_size):
-            report.add(self.ingest_batch(batch, now=now))
-            if progress is not None:
-                progress(len(batch))
-        return report
+        iterator = iter(messages)
+        while True:
+            with self.engine.begin() as conn:
+                work = _BatchWork(self, conn, now)
+                taken = 0
+                while taken < self.batch_size:
+                    step = list(islice(iterator, min(self.step_size, self.batch_size - taken)))
+                    if not step:
+                        break
+                    work.step(step)
+                    taken += len(step)
+                    if progress is not None:
+                        progress(len(step))
+                report.add(work.finish())
+            if taken < self.batch_size:
+                return report
 
     def ingest_batch(self, batch: list[ActivityEvent], *, now: float | None = None) -> IngestReport:
         """One transaction: everything in the batch is stored, scored and staged, or nothing."""
         moment = self.clock() if now is None else now
         with self.engine.begin() as conn:
-            return _BatchWork(self, conn, moment).run(batch)
+            work = _BatchWork(self, conn, moment)
+            for start in range(0, len(batch), self.step_size):
+                work.step(batch[start : start + self.step_size])
+            return work.finish()
 
 
 class _BatchWork:
+    """One transaction. Each step loads what its messages need that is not loaded yet,
+    applies them and writes their event and ledger rows; `finish` scores every touched
+    lead once as of the batch's clock and writes leads, accounts, identities and stages."""
+
     def __init__(self, ingestor: Ingestor, conn: Connection, now: float) -> None:
         self.compiled = ingestor.compiled
         self.version_id = ingestor.version_id
         self.conn = conn
         self.now = now
         self.ledger = Ledger(ingestor.version_id, now)
+        self.report = IngestReport()
+        self.graph = IdentityGraph()
+        self.book = LeadBook(self.compiled, self.graph)
+        self.statuses: dict[str, repo.LeadStatus] = {}
+        self.existing_leads: set[str] = set()
+        self.existing_accounts: set[str] = set()
+        self.looked_up: set[tuple[str, str]] = set()  # identity keys read (or missed)
+        self.accounts_looked_up: set[str] = set()
+        self.seen: set[str] = set()  # messageIds taken in this transaction
+        self.earliest: dict[str, float] = {}  # per touched lead, its earliest new message
+        self.merges: list[tuple[str, str]] = []
+        self.event_rows: list[dict[str, Any]] = []
+        self.groups: set[str] = set()  # accounts whose traits a message set
+        self.fit_rules = {rule.name for rule in self.compiled.model.fit}
 
-    def run(self, batch: list[ActivityEvent]) -> IngestReport:
-        report = IngestReport(received=len(batch))
-        fresh = self._fresh(batch, report)
+    def step(self, messages: list[ActivityEvent]) -> None:
+        self.report.received += len(messages)
+        fresh = self._fresh(messages)
         if fresh:
             self._load(fresh)
             self._apply(fresh)
+            self._write_rows()
+            self.report.ingested += len(fresh)
+
+    def finish(self) -> IngestReport:
+        report = self.report
+        if self.earliest:
             changes = self._score_touched()
-            self._write(fresh, changes)
-            report.ingested = len(fresh)
+            self._write_rows()
+            self._write_leads(changes)
             report.leads_touched = len(self.earliest)
             report.new_mqls = len(changes)
         return report
 
     def _load(self, fresh: list[ActivityEvent]) -> None:
-        """The part of the store this batch touches: identities, leads, accounts."""
-        conn, compiled = self.conn, self.compiled
-        self.keys = _identity_keys(fresh)
-        self.graph = IdentityGraph(repo.load_identities(conn, self.keys))
-        lead_ids = {*self.graph.users.values(), *self.graph.anonymous.values()}
-        stored = repo.load_leads(conn, lead_ids, len(compiled.rules))
-        self.existing_leads = set(stored)
-        self.book = LeadBook(compiled, self.graph)
-        self.book.leads = {lead_id: s.record for lead_id, s in stored.items()}
-        self.statuses = {lead_id: s.status for lead_id, s in stored.items()}
+        """What these messages touch that this transaction has not read yet: identities,
+        then their leads and accounts."""
+        conn, book = self.conn, self.book
+        keys = _identity_keys(fresh) - self.looked_up
+        self.looked_up |= keys
+        found = repo.load_identities(conn, keys)
+        if self.merges:  # a stored key of a lead merged away in this transaction
+            owner = _final_owners(self.merges)
+            found = {key: owner.get(lead, lead) for key, lead in found.items()}
+        self.graph.load(found)
+        wanted = {lead for lead in found.values() if lead not in book.leads}
+        stored = repo.load_leads(conn, wanted, len(self.compiled.rules))
+        for lead_id, lead in stored.items():
+            book.leads[lead_id] = lead.record
+            self.statuses[lead_id] = lead.status
+            self.existing_leads.add(lead_id)
         account_ids = {e.group_id for e in fresh if e.group_id is not None}
-        account_ids |= {r.account_id for r in self.book.leads.values() if r.account_id}
-        self.book.accounts = repo.load_accounts(conn, account_ids)
-        self.existing_accounts = set(self.book.accounts)
+        account_ids |= {s.record.account_id for s in stored.values() if s.record.account_id}
+        account_ids -= self.accounts_looked_up
+        self.accounts_looked_up |= account_ids
+        accounts = repo.load_accounts(conn, account_ids)
+        book.accounts.update(accounts)
+        self.existing_accounts |= set(accounts)
 
     def _apply(self, fresh: list[ActivityEvent]) -> None:
         """Each message changes its lead in memory and leaves an event row and ledger rows."""
-        self.event_rows: list[dict[str, Any]] = []
-        self.earliest: dict[str, float] = {}  # per touched lead, its earliest new message
-        self.merges: list[tuple[str, str]] = []
         for event in fresh:
             applied = self.book.apply(event)
             assert applied is not None  # the batch was deduplicated above
@@ -145,6 +197,8 @@ class _BatchWork:
             self.earliest[lead_id] = min(
                 self.earliest.get(lead_id, event.timestamp), event.timestamp
             )
+            if event.group_id is not None:
+                self.groups.add(event.group_id)
             self.event_rows.append(repo.event_row(event, lead_id, self.now))
             self._settle_event(lead_id, status, event, applied)
 
@@ -163,31 +217,41 @@ class _BatchWork:
                 changes.append(repo.transition_row(change, self.version_id))
         return changes
 
-    def _write(self, fresh: list[ActivityEvent], changes: list[dict[str, Any]]) -> None:
-        """A few bulk statements; the caller's transaction makes them one commit."""
-        conn = self.conn
-        if self.merges:  # rows of this batch go straight to the lead that survived the merges
+    def _write_rows(self) -> None:
+        """Event and ledger rows so far, with the lead ids the merges so far left. Rows of a
+        lead merged away later in the transaction are repointed by `merge_leads`."""
+        if self.merges:
             owner = _final_owners(self.merges)
-            for rows in (self.event_rows, self.ledger.rows, changes):
+            for rows in (self.event_rows, self.ledger.rows):
                 for row in rows:
                     row["lead_id"] = owner.get(row["lead_id"], row["lead_id"])
-        repo.insert_rows(conn, events, self.event_rows)
-        repo.insert_rows(conn, ledger, self.ledger.rows)
+        repo.insert_rows(self.conn, events, self.event_rows)
+        repo.insert_rows(self.conn, ledger, self.ledger.rows)
+        self.event_rows = []
+        self.ledger.rows = []
+
+    def _write_leads(self, changes: list[dict[str, Any]]) -> None:
+        """Stages, merges, identities, leads and accounts: a few bulk statements."""
+        conn = self.conn
+        if self.merges:
+            owner = _final_owners(self.merges)
+            for row in changes:
+                row["lead_id"] = owner.get(row["lead_id"], row["lead_id"])
         repo.insert_rows(conn, transitions, changes)
         repo.merge_leads(conn, self.merges)
         final = self.graph.keys
-        new_keys = sorted(k for k in self.keys if k in final and k not in self.graph.loaded)
+        new_keys = sorted(k for k in self.looked_up if k in final and k not in self.graph.loaded)
         repo.save_identities(
             conn, [(kind, value, final[(kind, value)]) for kind, value in new_keys]
         )
         touched = [repo.StoredLead(self.book.leads[i], self.statuses[i]) for i in self.earliest]
         repo.save_leads(conn, touched, self.existing_leads - self.book.removed)
-        dirty = [self.book.accounts[a] for a in {e.group_id for e in fresh if e.group_id}]
+        dirty = [self.book.accounts[a] for a in self.groups]
         repo.save_accounts(conn, dirty, self.existing_accounts, self.now)
 
-    def _fresh(self, batch: list[ActivityEvent], report: IngestReport) -> list[ActivityEvent]:
-        """The batch without messages seen before (in it or in the store): idempotence."""
-        seen: set[str] = set()
+    def _fresh(self, batch: list[ActivityEvent]) -> list[ActivityEvent]:
+        """The messages not seen before (in this transaction or in the store): idempotence."""
+        seen, report = self.seen, self.report
         unique = []
         for event in batch:
             if event.message_id in seen:
@@ -226,11 +290,22 @@ class _BatchWork:
         """Ledger rows for what this one message changed, valued at the batch's clock."""
         compiled, book = self.compiled, self.book
         record = book.leads[lead_id]
-        if applied.merged or applied.profile_changed:
+        if applied.merged:
             result = score_state(compiled, book.profile(record, self.now), record.state, self.now)
-            reason = "merge" if applied.merged else "profile"
             self.ledger.settle(
-                lead_id, status.rule_points, result.rule_points(), reason, event.message_id
+                lead_id, status.rule_points, result.rule_points(), "merge", event.message_id
+            )
+            return
+        if applied.profile_changed:  # only fit rules read the profile
+            _, fit = fit_part(compiled, book.profile(record, self.now))
+            new_fit = {c.rule: c.points for c in fit}
+            self.ledger.settle(
+                lead_id,
+                status.rule_points,
+                new_fit,
+                "profile",
+                event.message_id,
+                only=self.fit_rules,
             )
             return
         half_life = compiled.model.half_life
@@ -249,13 +324,20 @@ class _BatchWork:
 
 
 def _final_owners(merges: list[tuple[str, str]]) -> dict[str, str]:
-    """Where each merged-away lead ended up, following chains (a → b, then b → c)."""
+    """Where each merged-away lead ended up, following chains (a → b, then b → c).
+
+    A lead merged away never comes back (its ids point to the survivor), so chains end."""
+    into = dict(merges)
     owner: dict[str, str] = {}
-    for source, target in merges:
-        for lead, current in owner.items():
-            if current == source:
-                owner[lead] = target
-        owner[source] = target
+    for source in into:
+        chain = [source]
+        target = into[source]
+        while target in into and target not in owner and len(chain) <= len(into):
+            chain.append(target)
+            target = into[target]
+        final = owner.get(target, target)
+        for lead in chain:
+            owner[lead] = final
     return owner
 
 

@@ -224,7 +224,7 @@ def existing_message_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
 
 def event_row(event: ActivityEvent, lead_id: str, received_at: float) -> dict[str, Any]:
     """The message is stored as it came when we have its JSON, else in Segment's shape."""
-    payload = orjson.Fragment(event.raw) if event.raw is not None else event.to_segment()
+    payload = JsonText(event.raw.decode()) if event.raw is not None else event.to_segment()
     return {
         "message_id": event.message_id,
         "lead_id": lead_id,
@@ -252,6 +252,13 @@ def update_rows(conn: Connection, table: Table, key: str, rows: Sequence[dict[st
     set, and `match` the value of column `key` that picks the row to update."""
     if rows:
         _execute_many(conn, table, rows, key)
+
+
+class JsonText(str):
+    """A JSON column's value that is already JSON text (a message as it came): written as
+    is, not serialised again."""
+
+    __slots__ = ()
 
 
 _STATEMENTS: dict[tuple[Any, ...], tuple[str, tuple[str, ...], bool]] = {}
@@ -288,8 +295,9 @@ def _execute_many(
         picked = pick(row)
         items = list(picked) if len(fields) > 1 else [picked]
         for i in json_at:
-            if items[i] is not None:
-                items[i] = dumps(items[i]).decode()
+            value = items[i]
+            if value is not None and type(value) is not JsonText:
+                items[i] = dumps(value).decode()
         params.append(tuple(items) if positional else dict(zip(names, items, strict=True)))
     conn.exec_driver_sql(sql, params)
 
