@@ -15,7 +15,14 @@ from hypothesis import strategies as st
 
 from qualify.core.activity import decode_message
 from qualify.core.predicates import compile_predicate
-from qualify.core.scoring import CompiledModel, evaluate, normalise_distinct, score_state
+from qualify.core.scoring import (
+    CompiledModel,
+    ValuesAt,
+    evaluate,
+    normalise_distinct,
+    rule_contribution,
+    score_state,
+)
 from qualify.core.state import LeadState
 from qualify.model import (
     Compare,
@@ -210,3 +217,31 @@ def test_each_rule_earns_what_its_definition_says(compiled, events, as_of) -> No
             assert got is None, rule
         else:
             assert got is not None and math.isclose(got, expected, abs_tol=1e-9), (rule, got)
+
+
+@SETTINGS
+@given(models(), histories(), AS_OF, st.randoms(use_true_random=False))
+def test_values_kept_at_a_moment_equal_scoring_from_scratch(compiled, events, as_of, rng) -> None:
+    """Ingestion values each new hit of a decaying `each` rule from kept terms: after every
+    event, and after a merge, that must equal the rule's contribution computed afresh, to the
+    last bit (the ledger would otherwise show points no message caused)."""
+    order = list(events)
+    rng.shuffle(order)
+    values = ValuesAt(compiled, as_of)
+    state, other = compiled.new_state(), compiled.new_state()
+    half_life = compiled.model.half_life
+    for n, event in enumerate(order):
+        if n == len(order) // 2:  # the other half arrived under an anonymous id: merge it
+            state.merge(other)
+            values.forget("u")
+        target = other if n < len(order) // 2 and n % 3 == 0 else state
+        for i in compiled.apply(target, event):
+            if target is other:
+                continue
+            kept = values.points("u", i, state.hits[i], event.timestamp)
+            found = rule_contribution(compiled.rules[i], state.hits[i], as_of, half_life)
+            expected = found.points if found is not None else 0.0
+            if kept is None:
+                assert compiled.rules[i].kind != "each" or half_life is None
+            else:
+                assert kept == expected

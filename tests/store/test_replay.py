@@ -166,3 +166,27 @@ def test_replaying_stored_events_rebuilds_every_lead(
     ingestor = Ingestor(engine, clock=lambda: next(clock), batch_size=batch, step_size=step)
     ingestor.ingest(messages)
     assert check_replay(engine) >= 1
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(seed=st.integers(0, 10**6), size=st.integers(1, 120), step=st.integers(1, 20))
+def test_one_transaction_attributes_every_point_to_a_message(
+    engine: Engine, seed: int, size: int, step: int
+) -> None:
+    """At one clock, every change of a new lead's points is a ledger row naming the message
+    that caused it (event, profile or merge): none is left over for `time` to settle."""
+    from qualify.core.activity import decode_message
+
+    wipe(engine)
+    activate_model(engine, MODEL, clock=lambda: T0)
+    messages = [decode_message(m) for m in stream(seed, size)]
+    ingestor = Ingestor(engine, clock=lambda: T0 + 30 * DAY, batch_size=10**6, step_size=step)
+    ingestor.ingest(messages)
+    with engine.connect() as conn:
+        reasons = conn.execute(select(ledger.c.reason, ledger.c.points)).all()
+    assert [(r, p) for r, p in reasons if r == "time"] == []
+    assert check_replay(engine) >= 1

@@ -47,7 +47,8 @@ class Traits:
                 self.values[key] = value
                 self.stamps[key] = stamp
             elif same and stamp[0] < self.since[key]:
-                self.since[key] = stamp[0]  # an older message with the same value
+                self.since[key] = stamp[0]  # an older message with the same value: known
+                changed = True  # earlier, so the profile as of some moments changed
         return changed
 
     def merge(self, other: Traits) -> None:

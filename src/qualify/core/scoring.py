@@ -38,6 +38,7 @@ __all__ = [
     "CompiledModel",
     "Contribution",
     "LeadScore",
+    "ValuesAt",
     "evaluate",
     "fit_part",
     "rule_contribution",
@@ -250,14 +251,8 @@ def rule_contribution(
     if half_life is None:
         total = raw
     else:
-        total = points * math.fsum(0.5 ** ((as_of - hits[i][0]) / half_life) for i in earning)
-    capped = False
-    cap = rule.max_points
-    if cap is not None:
-        if points > 0 and total > cap:
-            total, capped = cap, True
-        elif points < 0 and total < -cap:
-            total, capped = -cap, True
+        total = points * math.fsum(_decay(as_of, hits[i][0], half_life) for i in earning)
+    total, capped = _capped(rule, total)
     events = tuple(hits[i][1] for i in earning) if explain else ()
     return Contribution(
         rule=rule.name,
@@ -269,6 +264,59 @@ def rule_contribution(
         decayed=half_life is not None,
         expired=expired,
     )
+
+
+def _decay(as_of: float, ts: float, half_life: float) -> float:
+    return 0.5 ** ((as_of - ts) / half_life)
+
+
+def _capped(rule: EngagementRule, total: float) -> tuple[float, bool]:
+    """`max_points` bounds what a rule gives, or on a negative rule what it takes away."""
+    cap = rule.max_points
+    if cap is not None:
+        if rule.points > 0 and total > cap:
+            return cap, True
+        if rule.points < 0 and total < -cap:
+            return -cap, True
+    return total, False
+
+
+class ValuesAt:
+    """What decaying `each` rules give at one fixed moment, kept up to date as hits arrive.
+
+    Ingestion values each new hit at its batch's clock; recomputing such a rule from all of
+    a lead's hits made that quadratic in the lead's history. The decay terms are kept, and
+    summed with `math.fsum`, which is exactly rounded in any order: the points equal
+    `rule_contribution`'s to the last bit. Other rules are not kept (None).
+    """
+
+    def __init__(self, compiled: CompiledModel, as_of: float) -> None:
+        self.rules = compiled.rules
+        self.half_life = compiled.model.half_life
+        self.as_of = as_of
+        self.terms: dict[str, dict[int, list[float]]] = {}
+
+    def points(self, lead_id: str, index: int, hits: Sequence[Hit], new_ts: float) -> float | None:
+        """The rule's points after a hit at `new_ts` was added to `hits`."""
+        rule, half_life, as_of = self.rules[index], self.half_life, self.as_of
+        if half_life is None or rule.kind != "each":
+            return None
+        oldest = -math.inf if rule.expires_after is None else as_of - rule.expires_after
+        by_rule = self.terms.setdefault(lead_id, {})
+        terms = by_rule.get(index)
+        if terms is None:
+            n = bisect_right(hits, as_of, key=_timestamp)
+            start = bisect_left(hits, oldest, 0, n, key=_timestamp)
+            terms = by_rule[index] = [_decay(as_of, h[0], half_life) for h in hits[start:n]]
+        elif oldest <= new_ts <= as_of:
+            terms.append(_decay(as_of, new_ts, half_life))
+        if not terms:
+            return 0.0
+        return _capped(rule, rule.points * math.fsum(terms))[0]
+
+    def forget(self, lead_id: str) -> None:
+        """The lead's hits changed other than by one new hit (a merge)."""
+        self.terms.pop(lead_id, None)
 
 
 def fit_part(

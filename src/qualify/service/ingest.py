@@ -20,7 +20,13 @@ from qualify.core.activity import ActivityEvent
 from qualify.core.identity import ANON, USER, IdentityGraph
 from qualify.core.leadbook import Applied, LeadBook
 from qualify.core.lifecycle import Stage
-from qualify.core.scoring import CompiledModel, fit_part, rule_contribution, score_state
+from qualify.core.scoring import (
+    CompiledModel,
+    ValuesAt,
+    fit_part,
+    rule_contribution,
+    score_state,
+)
 from qualify.service.progress import Ledger, apply_score, qualify_record
 from qualify.store import repository as repo
 from qualify.store.tables import events, ledger, transitions
@@ -136,6 +142,7 @@ class _BatchWork:
         self.event_rows: list[dict[str, Any]] = []
         self.groups: set[str] = set()  # accounts whose traits a message set
         self.fit_rules = {rule.name for rule in self.compiled.model.fit}
+        self.values = ValuesAt(self.compiled, now)
 
     def step(self, messages: list[ActivityEvent]) -> None:
         self.report.received += len(messages)
@@ -190,6 +197,8 @@ class _BatchWork:
             for source, target in applied.merged:
                 self.merges.append((source, target))
                 self._merge_status(source, target)
+                self.values.forget(source)
+                self.values.forget(target)
             status = self.statuses.get(lead_id)
             if status is None:
                 status = repo.LeadStatus(stage_at=event.timestamp, created_at=self.now)
@@ -314,7 +323,12 @@ class _BatchWork:
         for i in applied.touched:
             rule = compiled.rules[i]
             names.add(rule.name)
-            found = rule_contribution(rule, record.state.hits[i], self.now, half_life)
+            hits = record.state.hits[i]
+            points = self.values.points(lead_id, i, hits, event.timestamp)
+            if points is not None:
+                new[rule.name] = points
+                continue
+            found = rule_contribution(rule, hits, self.now, half_life)
             if found is not None:
                 new[rule.name] = found.points
         if names:
