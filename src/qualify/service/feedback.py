@@ -11,6 +11,7 @@ from sqlalchemy import Engine, select
 from qualify.core.lifecycle import Stage, StageChanged, TransitionContext, take_action
 from qualify.errors import LeadNotFound, NoActiveModel
 from qualify.store import repository as repo
+from qualify.store.database import writing
 from qualify.store.tables import leads, transitions
 from qualify.store.versions import active_version
 
@@ -29,7 +30,7 @@ def record_action(
 ) -> StageChanged:
     """Take a sales action on a lead, checked against the lifecycle, in one transaction."""
     now = clock()
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         try:
             version_id, model = active_version(conn)
         except NoActiveModel:

@@ -29,6 +29,7 @@ from qualify.core.scoring import (
 )
 from qualify.service.progress import Ledger, apply_score, qualify_record
 from qualify.store import repository as repo
+from qualify.store.database import writing
 from qualify.store.tables import events, ledger, transitions
 from qualify.store.versions import active_version
 
@@ -78,6 +79,13 @@ class Ingestor:
             self.version_id, model = active_version(conn)
         self.compiled = CompiledModel(model)
 
+    def sync_model(self, conn: Connection) -> None:
+        """Score with the model active now: another process may have activated a new one
+        (the caller holds the write lock, so it cannot change until the commit)."""
+        version_id, model = active_version(conn)
+        if version_id != self.version_id:
+            self.version_id, self.compiled = version_id, CompiledModel(model)
+
     def ingest(
         self,
         messages: Iterable[ActivityEvent],
@@ -92,7 +100,7 @@ class Ingestor:
         now = self.clock()
         iterator = iter(messages)
         while True:
-            with self.engine.begin() as conn:
+            with writing(self.engine) as conn:
                 work = _BatchWork(self, conn, now)
                 taken = 0
                 while taken < self.batch_size:
@@ -110,7 +118,7 @@ class Ingestor:
     def ingest_batch(self, batch: list[ActivityEvent], *, now: float | None = None) -> IngestReport:
         """One transaction: everything in the batch is stored, scored and staged, or nothing."""
         moment = self.clock() if now is None else now
-        with self.engine.begin() as conn:
+        with writing(self.engine) as conn:
             work = _BatchWork(self, conn, moment)
             for start in range(0, len(batch), self.step_size):
                 work.step(batch[start : start + self.step_size])
@@ -123,6 +131,7 @@ class _BatchWork:
     lead once as of the batch's clock and writes leads, accounts, identities and stages."""
 
     def __init__(self, ingestor: Ingestor, conn: Connection, now: float) -> None:
+        ingestor.sync_model(conn)
         self.compiled = ingestor.compiled
         self.version_id = ingestor.version_id
         self.conn = conn

@@ -14,6 +14,7 @@ from qualify.core.scoring import CompiledModel, score_state
 from qualify.model import ScoringModel
 from qualify.service.progress import Ledger, apply_score, qualify_record
 from qualify.store import repository as repo
+from qualify.store.database import writing
 from qualify.store.tables import events, leads, ledger, transitions
 from qualify.store.versions import active_version, save_version, set_active
 
@@ -41,7 +42,7 @@ def activate_model(
 ) -> RescoreReport:
     """Store the model as a version, make it active, and rescore every lead with it."""
     now = clock()
-    with engine.begin() as conn:
+    with writing(engine) as conn:
         version_id = save_version(conn, model, created_by, now)
         set_active(conn, version_id, now)
     return rescore_all(engine, rebuild=True, now=now, on_total=on_total, progress=progress)
@@ -68,7 +69,7 @@ def rescore_all(
     if on_total is not None:
         on_total(len(ids))
     for batch in repo.chunks(ids, BATCH):
-        with engine.begin() as conn:
+        with writing(engine) as conn:
             _rescore_batch(conn, compiled, version_id, list(batch), rebuild, now, report)
         if progress is not None:
             progress(len(batch))

@@ -7,20 +7,22 @@ same code through psycopg 3; `postgresql://` URLs are mapped to that driver.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from qualify.errors import StoreError
 
-__all__ = ["DEFAULT_URL", "database_url", "open_engine"]
+__all__ = ["DEFAULT_URL", "database_url", "open_engine", "writing"]
 
 DEFAULT_URL = "sqlite:///qualify.db"
 ENV_VAR = "QUALIFY_DATABASE_URL"
@@ -55,10 +57,42 @@ SQLITE_PRAGMAS = (
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # The driver would begin transactions itself, and only before the first write: reads
+    # before it would see no snapshot at all. We begin them (see `_sqlite_begin`).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     for pragma in SQLITE_PRAGMAS:
         cursor.execute(pragma)
     cursor.close()
+
+
+def _sqlite_begin(conn: Connection) -> None:
+    """A writer takes SQLite's write lock when it begins (waiting up to the busy timeout),
+    so what it reads stays true until it commits; readers begin deferred."""
+    writer = conn.get_execution_options().get(WRITER_OPTION, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+
+
+WRITER_OPTION = "qualify_writer"
+# Any fixed 64-bit number: the PostgreSQL advisory lock that writers of leads hold.
+_PG_WRITER_LOCK = 0x5175616C696679
+
+
+@contextlib.contextmanager
+def writing(engine: Engine) -> Iterator[Connection]:
+    """A transaction that changes leads: one at a time, across processes too.
+
+    Ingestion, sales actions and rescoring read a lead, change it in memory and write it back;
+    two of them at once on the same lead would lose one's update. Writers therefore hold the
+    store's write lock for their whole transaction — SQLite's own (`BEGIN IMMEDIATE`), or a
+    transaction-level advisory lock on PostgreSQL — while readers go on unhindered.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(**{WRITER_OPTION: True})
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_WRITER_LOCK,))
+            yield conn
 
 
 def open_engine(url: str | None = None, *, migrate: bool = True, create: bool = True) -> Engine:
@@ -101,6 +135,7 @@ def open_engine(url: str | None = None, *, migrate: bool = True, create: bool = 
         raise StoreError(f"cannot open `{chosen}`: {exc}") from None
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
     if migrate:
         upgrade(engine)
     return engine
