@@ -11,7 +11,7 @@ import sys
 from sqlalchemy.exc import SQLAlchemyError
 
 from qualify import __version__
-from qualify.cli import demo, files, leads, models, render  # noqa: F401  (registers commands)
+from qualify.cli import demo, files, leads, models, render, serve  # noqa: F401  (registers)
 from qualify.cli.shared import app
 from qualify.errors import IngestError, ModelError, QualifyError
 

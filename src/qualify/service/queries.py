@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, and_, func, or_, select
 
 from qualify.core.activity import format_time
 from qualify.core.leadbook import LeadBook
@@ -16,7 +16,16 @@ from qualify.store import repository as repo
 from qualify.store.tables import events, leads, ledger, transitions
 from qualify.store.versions import active_version
 
-__all__ = ["Explanation", "explain_lead", "funnel", "list_leads"]
+__all__ = [
+    "SORTS",
+    "Explanation",
+    "LeadFilters",
+    "explain_lead",
+    "funnel",
+    "list_leads",
+    "page_leads",
+    "recent_events",
+]
 
 STAGE_ORDER = ("lead", "mql", "sql", "opportunity", "customer", "nurture", "disqualified")
 SUMMARY_COLUMNS = (
@@ -55,6 +64,77 @@ def list_leads(
         query = query.limit(limit)
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
+
+
+@dataclass(frozen=True, slots=True)
+class LeadFilters:
+    stage: str | None = None
+    tier: str | None = None
+    grade: str | None = None
+    source: str | None = None
+    min_score: float | None = None
+
+
+# sort name → (column, descending); ties are broken by lead id, so pages never overlap
+SORTS = {
+    "-score": ("score", True),
+    "score": ("score", False),
+    "-stage_at": ("stage_at", True),
+    "stage_at": ("stage_at", False),
+    "id": ("id", False),
+}
+
+
+def page_leads(
+    engine: Engine,
+    filters: LeadFilters,
+    *,
+    sort: str = "-score",
+    after: tuple[Any, str] | None = None,
+    limit: int = 50,
+) -> tuple[list[dict[str, Any]], tuple[Any, str] | None]:
+    """One page of leads and the position after its last row (None on the last page).
+
+    Keyset pagination: a page starts after the (sort value, id) of the previous page's last
+    row, so pages stay right while leads are being rescored (no offsets that shift).
+    """
+    name, descending = SORTS[sort]
+    column = leads.c[name]
+    query = select(*(leads.c[c] for c in SUMMARY_COLUMNS), leads.c.stage_at)
+    for field in ("stage", "tier", "grade", "source"):
+        value = getattr(filters, field)
+        if value is not None:
+            query = query.where(leads.c[field] == value)
+    if filters.min_score is not None:
+        query = query.where(leads.c.score >= filters.min_score)
+    if after is not None:
+        value, last_id = after
+        if name == "id":
+            query = query.where(leads.c.id > last_id)
+        elif descending:
+            query = query.where(or_(column < value, and_(column == value, leads.c.id > last_id)))
+        else:
+            query = query.where(or_(column > value, and_(column == value, leads.c.id > last_id)))
+    order = column.desc() if descending else column.asc()
+    query = query.order_by(order, leads.c.id).limit(limit + 1)
+    with engine.connect() as conn:
+        rows = [dict(row._mapping) for row in conn.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    position = (rows[-1][name], rows[-1]["id"]) if more and rows else None
+    return rows, position
+
+
+def recent_events(engine: Engine, lead_id: str, limit: int = 20) -> list[dict[str, Any]]:
+    """A lead's latest messages, newest first, as stored."""
+    query = (
+        select(events.c.message_id, events.c.type, events.c.name, events.c.ts, events.c.payload)
+        .where(events.c.lead_id == lead_id)
+        .order_by(events.c.ts.desc(), events.c.id.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        return [{**dict(r._mapping), "ts": format_time(r.ts)} for r in conn.execute(query)]
 
 
 def funnel(engine: Engine) -> dict[str, Any]:

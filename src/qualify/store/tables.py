@@ -28,6 +28,7 @@ from sqlalchemy.dialects.postgresql import JSONB
 
 __all__ = [
     "accounts",
+    "api_keys",
     "events",
     "identities",
     "leads",
@@ -143,4 +144,16 @@ transitions = Table(
     Column("model_version_id", Integer, ForeignKey("model_versions.id")),
     Column("details", Json, nullable=False),
     Index("ix_transitions_lead", "lead_id", "id"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False),
+    Column("role", String(20), nullable=False),
+    Column("prefix", String(20), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("revoked_at", Float),
 )

@@ -1,0 +1,109 @@
+"""The application: store, key cache, group committer and routes, wired once per process."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from sqlalchemy import text
+
+from qualify import __version__
+from qualify.api import leads, problems, segment
+from qualify.api.auth import KeyCache
+from qualify.api.committer import Committer
+from qualify.api.metrics import Metrics
+from qualify.api.responses import JsonResponse
+from qualify.api.settings import ServiceSettings
+from qualify.service.ingest import Ingestor, IngestReport
+from qualify.store import open_engine
+
+__all__ = ["app_from_env", "create_app"]
+
+
+class _LazyCommitter:
+    """Ingestion needs an active model; start the writer when the first message comes, so
+    the service can start (and answer health checks) before a model is activated."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+        self.committer: Committer | None = None
+
+    async def submit(self, messages: list) -> IngestReport:
+        if self.committer is None:
+            state = self.app.state
+            ingestor = Ingestor(state.engine)  # raises NoActiveModel → 503
+            self.committer = Committer(
+                ingestor,
+                state.settings.group_limit,
+                on_commit=lambda r: state.metrics.ingested(r.ingested, r.duplicates, r.new_mqls),
+            )
+        return await self.committer.submit(messages)
+
+    def close(self) -> None:
+        if self.committer is not None:
+            self.committer.close()
+
+
+def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+    settings = settings or ServiceSettings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = open_engine(settings.database_url)
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.keys = KeyCache(engine)
+        app.state.limiter = segment.RateLimiter(settings.rate_limit)
+        app.state.metrics = Metrics()
+        app.state.committer = _LazyCommitter(app)
+        try:
+            yield
+        finally:
+            app.state.committer.close()
+            engine.dispose()
+
+    app = FastAPI(
+        title="Qualify",
+        version=__version__,
+        summary="Lead qualification: Segment-compatible ingestion, scores, lifecycle",
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+    )
+    problems.install(app)
+    app.include_router(segment.router)
+    app.include_router(leads.router)
+
+    @app.middleware("http")
+    async def timing(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        request.app.state.metrics.request_seconds.labels(
+            getattr(route, "path", "unmatched"), request.method, str(response.status_code)
+        ).observe(time.perf_counter() - started)
+        return response
+
+    @app.get("/healthz", tags=["operations"], summary="Liveness and the store's reachability")
+    def healthz(request: Request) -> JsonResponse:
+        try:
+            with request.app.state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except Exception as exc:
+            body = {"code": "store_unavailable", "message": f"the store does not answer: {exc}"}
+            return JsonResponse(body, status_code=503)
+        return JsonResponse({"status": "ok", "version": __version__})
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics of this worker")
+    def metrics(request: Request) -> Response:
+        return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """What `qualify serve` (and each of its worker processes) runs."""
+    return create_app(ServiceSettings.from_env())

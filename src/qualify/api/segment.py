@@ -1,0 +1,187 @@
+"""The Segment HTTP Tracking API: `/v1/batch`, `/v1/identify`, `/v1/track`, `/v1/page`,
+`/v1/screen`, `/v1/group`, `/v1/alias`.
+
+Any Segment or RudderStack SDK sends here after one host setting changes. What SDKs rely on:
+success is exactly 200 (other 2xx count as failures and are retried); 4xx other than 429 are
+not retried, so a rejected message is reported, not resent; 429 and 5xx are retried, with
+`Retry-After` honoured. Good messages of a batch are kept when others are rejected, and the
+answer names each rejected one by its index. The answer goes out after the commit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+
+from qualify.api.auth import secret_from_headers
+from qualify.api.problems import ApiProblem
+from qualify.api.responses import JsonResponse
+from qualify.core.activity import MESSAGE_TYPES, ActivityEvent, decode_message
+from qualify.errors import MessageError
+
+__all__ = ["RateLimiter", "router"]
+
+router = APIRouter(tags=["ingestion (Segment HTTP API)"])
+
+
+@dataclass(slots=True)
+class _Bucket:
+    tokens: float
+    at: float
+
+
+class RateLimiter:
+    """A token bucket per key: `rate` messages a second, bursts up to one second's worth."""
+
+    def __init__(self, rate: float) -> None:
+        self.rate = rate
+        self.buckets: dict[int, _Bucket] = {}
+
+    def wait(self, key_id: int, count: int, now: float) -> float:
+        """0 when `count` messages may pass now (they are counted), else seconds to wait."""
+        if self.rate <= 0:
+            return 0.0
+        capacity = max(self.rate, count)
+        bucket = self.buckets.setdefault(key_id, _Bucket(capacity, now))
+        bucket.tokens = min(capacity, bucket.tokens + (now - bucket.at) * self.rate)
+        bucket.at = now
+        if bucket.tokens >= count:
+            bucket.tokens -= count
+            return 0.0
+        return (count - bucket.tokens) / self.rate
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, gunzipped when it says so, refused beyond `limit` bytes (413)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _too_large(limit)
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+        except zlib.error:
+            raise ApiProblem(400, "invalid_gzip", "the body is not valid gzip") from None
+        if len(body) > limit or inflater.unconsumed_tail:
+            raise _too_large(limit)
+    elif encoding not in ("", "identity"):
+        raise ApiProblem(415, "unsupported_encoding", f"Content-Encoding `{encoding}`: use gzip")
+    return body
+
+
+def _too_large(limit: int) -> ApiProblem:
+    return ApiProblem(
+        413, "body_too_large", f"the request body is over {limit:,} bytes: send smaller batches"
+    )
+
+
+def _decode(body: bytes) -> dict[str, Any]:
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ApiProblem(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ApiProblem(400, "invalid_json", "the body must be a JSON object")
+    return data
+
+
+def _message(
+    raw: Any, context: dict[str, Any] | None, kind: str | None, limit: int, now: float
+) -> ActivityEvent:
+    """One message: batch context merged in (the message's own keys win), size checked."""
+    if not isinstance(raw, dict):
+        raise MessageError(f"a message must be a JSON object, not {type(raw).__name__}")
+    if context:
+        own = raw.get("context")
+        raw = {**raw, "context": {**context, **own} if isinstance(own, dict) else context}
+    if kind is not None:
+        raw = {**raw, "type": raw.get("type") or kind}
+        if raw["type"] != kind:
+            raise MessageError(f"a `{raw['type']}` message sent to /v1/{kind}")
+    text = orjson.dumps(raw)
+    if len(text) > limit:
+        raise MessageError(f"the message is {len(text):,} bytes; at most {limit:,} are accepted")
+    raw.pop("writeKey", None)
+    event = decode_message(raw, received_at=now)
+    event.raw = text
+    return event
+
+
+async def _ingest(request: Request, kind: str | None) -> JsonResponse:
+    state = request.app.state
+    settings = state.settings
+    body = await _body(request, settings.max_body_bytes)
+    data = _decode(body)
+    secret = secret_from_headers(request) or data.get("writeKey")
+    key = state.keys.authorize(secret if isinstance(secret, str) else None, "ingest")
+    if kind is None:
+        items = data.get("batch")
+        if not isinstance(items, list):
+            raise ApiProblem(400, "invalid_batch", "the body needs `batch`: a list of messages")
+        context = data.get("context") if isinstance(data.get("context"), dict) else None
+    else:
+        items, context = [data], None
+    now = time.time()
+    good: list[ActivityEvent] = []
+    rejected: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        try:
+            good.append(_message(item, context, kind, settings.max_message_bytes, now))
+        except MessageError as exc:
+            rejected.append({"index": index, "reason": exc.reason})
+    wait = state.limiter.wait(key.id, len(good), time.monotonic())
+    if wait > 0:
+        raise ApiProblem(
+            429,
+            "rate_limited",
+            f"over {settings.rate_limit:g} messages a second for this write key",
+            headers={"Retry-After": str(max(1, math.ceil(wait)))},
+        )
+    started = time.perf_counter()
+    if good:
+        await state.committer.submit(good)
+    state.metrics.rejected(len(rejected))
+    state.metrics.ingest_latency(time.perf_counter() - started)
+    if rejected:
+        raise ApiProblem(
+            400,
+            "invalid_messages",
+            f"{len(rejected)} of {len(items)} messages were rejected; "
+            f"the other {len(good)} were stored",
+            rejected=rejected,
+            accepted=len(good),
+        )
+    return JsonResponse({"success": True})
+
+
+@router.post("/v1/batch", summary="Send a batch of Segment messages")
+async def batch(request: Request) -> JsonResponse:
+    return await _ingest(request, None)
+
+
+def _single(kind: str) -> None:
+    async def endpoint(request: Request) -> JsonResponse:
+        return await _ingest(request, kind)
+
+    endpoint.__name__ = kind
+    router.add_api_route(
+        f"/v1/{kind}", endpoint, methods=["POST"], summary=f"Send one `{kind}` message"
+    )
+
+
+for _kind in MESSAGE_TYPES:
+    _single(_kind)
