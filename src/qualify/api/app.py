@@ -10,7 +10,7 @@ from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 
 from qualify import __version__
-from qualify.api import leads, problems, segment
+from qualify.api import leads, models, problems, segment
 from qualify.api.auth import KeyCache
 from qualify.api.committer import Committer
 from qualify.api.metrics import Metrics
@@ -74,6 +74,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     problems.install(app)
     app.include_router(segment.router)
     app.include_router(leads.router)
+    app.include_router(models.router)
 
     @app.middleware("http")
     async def timing(

@@ -11,14 +11,15 @@ from sqlalchemy import Connection, Engine, select
 
 from qualify.core.leadbook import LeadBook
 from qualify.core.scoring import CompiledModel, score_state
+from qualify.errors import QualifyError
 from qualify.model import ScoringModel
 from qualify.service.progress import Ledger, apply_score, qualify_record
 from qualify.store import repository as repo
 from qualify.store.database import writing
 from qualify.store.tables import events, leads, ledger, transitions
-from qualify.store.versions import active_version, save_version, set_active
+from qualify.store.versions import active_version, list_versions, save_version, set_active
 
-__all__ = ["RescoreReport", "activate_model", "rescore_all"]
+__all__ = ["RescoreReport", "activate_model", "activate_version", "rescore_all"]
 
 BATCH = 500
 
@@ -44,6 +45,23 @@ def activate_model(
     now = clock()
     with writing(engine) as conn:
         version_id = save_version(conn, model, created_by, now)
+        set_active(conn, version_id, now)
+    return rescore_all(engine, rebuild=True, now=now, on_total=on_total, progress=progress)
+
+
+def activate_version(
+    engine: Engine,
+    version_id: int,
+    *,
+    clock: Callable[[], float] = time.time,
+    on_total: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RescoreReport:
+    """Make a stored version active, and rescore every lead with it."""
+    now = clock()
+    with writing(engine) as conn:
+        if not any(v.id == version_id for v in list_versions(conn)):
+            raise QualifyError(f"no model version #{version_id}: see `GET /api/models`")
         set_active(conn, version_id, now)
     return rescore_all(engine, rebuild=True, now=now, on_total=on_total, progress=progress)
 

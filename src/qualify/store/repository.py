@@ -327,7 +327,9 @@ def transition_row(change: StageChanged, model_version_id: int | None) -> dict[s
 
 
 def stored_event(payload: dict[str, Any], ts: float) -> ActivityEvent:
-    event = decode_message(payload)
+    """A stored message back as an event, at its stored time (a message sent without a
+    timestamp took the time it was received)."""
+    event = decode_message(payload, received_at=ts)
     if event.timestamp != ts:  # the payload's text time is rounded to milliseconds
         event = replace(event, timestamp=ts)
     return event

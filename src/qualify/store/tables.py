@@ -31,6 +31,7 @@ __all__ = [
     "api_keys",
     "events",
     "identities",
+    "jobs",
     "leads",
     "ledger",
     "metadata",
@@ -156,4 +157,19 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
     Column("revoked_at", Float),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(40), nullable=False),
+    Column("status", String(20), nullable=False),  # running, done, failed
+    Column("done", Integer, nullable=False, server_default="0"),
+    Column("total", Integer),
+    Column("result", Json),
+    Column("error", Text),
+    Column("created_by", String(200), nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("finished_at", Float),
 )

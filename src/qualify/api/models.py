@@ -1,0 +1,134 @@
+"""The model API: upload a model (validated, with line and column for every problem), list
+the versions, activate one — rescoring every lead as a background job with progress."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from sqlalchemy import Engine
+
+from qualify.api.leads import require
+from qualify.api.problems import ApiProblem
+from qualify.api.responses import JsonResponse
+from qualify.core.activity import format_time
+from qualify.model import load_model
+from qualify.service.rescore import activate_version
+from qualify.store.database import writing
+from qualify.store.jobs import create_job, finish_job, get_job, job_progress
+from qualify.store.keys import ApiKey
+from qualify.store.versions import list_versions, save_version
+
+__all__ = ["router"]
+
+router = APIRouter(prefix="/api", tags=["models"])
+Modeler = Annotated[ApiKey, Depends(require("models"))]
+Reader = Annotated[ApiKey, Depends(require("read"))]
+MAX_MODEL_BYTES = 1024 * 1024
+
+
+def _when(value: float | None) -> str | None:
+    return format_time(value) if value is not None else None
+
+
+@router.post("/models", status_code=201, summary="Upload a model (YAML); it is not active yet")
+async def upload(request: Request, key: Modeler) -> JsonResponse:
+    body = await request.body()
+    if len(body) > MAX_MODEL_BYTES:
+        raise ApiProblem(413, "body_too_large", "a model file is at most 1 MB")
+    text = body.decode("utf-8", errors="replace")
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            text = orjson.loads(body)["source"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise ApiProblem(
+                400, "invalid_request", 'send the YAML itself, or JSON {"source": "..."}'
+            ) from None
+    name = request.query_params.get("filename", "model.yaml")
+    model = load_model(text, name)  # ModelError → 422 with every problem's line and column
+    engine: Engine = request.app.state.engine
+    with writing(engine) as conn:
+        version_id = save_version(conn, model, f"{key.role}:{key.name}", time.time())
+    body_out = {"id": version_id, "name": model.name, "version": model.version}
+    return JsonResponse({**body_out, "checksum": model.checksum}, status_code=201)
+
+
+@router.get("/models", summary="Model versions: which is active, who stored it and when")
+def versions(request: Request, _: Reader) -> dict[str, Any]:
+    with request.app.state.engine.connect() as conn:
+        found = list_versions(conn)
+    return {
+        "models": [
+            {
+                "id": v.id,
+                "name": v.name,
+                "version": v.version,
+                "checksum": v.checksum,
+                "created_by": v.created_by,
+                "created_at": _when(v.created_at),
+                "activated_at": _when(v.activated_at),
+                "active": v.active,
+            }
+            for v in found
+        ]
+    }
+
+
+@router.post(
+    "/models/{version_id}/activate",
+    status_code=202,
+    summary="Activate a version; every lead is rescored in the background (see the job)",
+)
+def activate(request: Request, version_id: int, key: Modeler) -> JsonResponse:
+    engine: Engine = request.app.state.engine
+    with engine.connect() as conn:
+        if not any(v.id == version_id for v in list_versions(conn)):
+            raise ApiProblem(404, "model_not_found", f"no model version #{version_id}")
+    with writing(engine) as conn:
+        job_id = create_job(conn, "activate", f"{key.role}:{key.name}", time.time())
+    threading.Thread(target=_run_activation, args=(engine, job_id, version_id), daemon=True).start()
+    body = {"job": job_id, "status": "running", "url": f"/api/jobs/{job_id}"}
+    return JsonResponse(body, status_code=202)
+
+
+def _run_activation(engine: Engine, job_id: int, version_id: int) -> None:
+    counts = {"done": 0, "total": 0}
+
+    def total(n: int) -> None:
+        counts["total"] = n
+        with engine.begin() as conn:
+            job_progress(conn, job_id, 0, n)
+
+    def step(n: int) -> None:
+        counts["done"] += n
+        with engine.begin() as conn:
+            job_progress(conn, job_id, counts["done"], counts["total"])
+
+    try:
+        report = activate_version(engine, version_id, on_total=total, progress=step)
+    except Exception as exc:
+        with engine.begin() as conn:
+            finish_job(conn, job_id, time.time(), error=f"{type(exc).__name__}: {exc}")
+        return
+    result = {
+        "version_id": report.version_id,
+        "leads": report.leads,
+        "changed": report.changed,
+        "new_mqls": report.new_mqls,
+    }
+    with engine.begin() as conn:
+        finish_job(conn, job_id, time.time(), result=result)
+
+
+@router.get("/jobs/{job_id}", tags=["operations"], summary="A background job's progress")
+def job(request: Request, job_id: int, _: Reader) -> dict[str, Any]:
+    with request.app.state.engine.connect() as conn:
+        found = get_job(conn, job_id)
+    if found is None:
+        raise ApiProblem(404, "job_not_found", f"no job #{job_id}")
+    found["created_at"] = _when(found["created_at"])
+    found["finished_at"] = _when(found["finished_at"])
+    return found

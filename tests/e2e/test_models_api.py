@@ -1,0 +1,63 @@
+"""The model API over a real server: upload with line-and-column errors, list, activate as a
+background job whose progress any worker can report, and the rescored leads."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+
+from serving import FIXTURES, Service
+
+
+def wait_for(api: httpx.Client, url: str) -> dict:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = api.get(url).raise_for_status().json()
+        if job["status"] != "running":
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"the job at {url} did not finish")
+
+
+def test_upload_list_and_activate_a_model(service: Service) -> None:
+    batch = [
+        {"type": "track", "event": "Webinar Attended", "userId": "m-lead", "messageId": f"w{i}"}
+        for i in range(2)
+    ]
+    httpx.post(
+        f"{service.base}/v1/batch", json={"batch": batch}, auth=(service.keys["write"], "")
+    ).raise_for_status()
+    worked = (FIXTURES / "worked_example.yaml").read_text()
+    with service.client("marketing") as marketing, service.client("sales") as sales:
+        broken = worked.replace("starts_with", "start_with").replace("version: 1", "version: 2")
+        refused = marketing.post("/api/models", content=broken)
+        assert refused.status_code == 422
+        problem = refused.json()
+        assert problem["code"] == "invalid_model"
+        assert problem["problems"][0]["line"] == 21
+        assert "did you mean `starts_with`" in problem["problems"][0]["message"]
+        assert sales.post("/api/models", content=worked).status_code == 403
+
+        richer = worked.replace("points: 20", "points: 50").replace("version: 1", "version: 2")
+        created = marketing.post("/api/models", content=richer, params={"filename": "v2.yaml"})
+        assert created.status_code == 201
+        version_id = created.json()["id"]
+        listed = marketing.get("/api/models").json()["models"]
+        assert [(m["version"], m["active"]) for m in listed] == [("1", True), ("2", False)]
+        assert listed[1]["created_by"] == "marketing:test marketing"
+
+        assert marketing.post("/api/models/999/activate").status_code == 404
+        started = marketing.post(f"/api/models/{version_id}/activate")
+        assert started.status_code == 202
+        job = wait_for(marketing, started.json()["url"])
+        assert job["status"] == "done", job
+        assert job["done"] == job["total"] == job["result"]["leads"] >= 1
+        lead = marketing.get("/api/leads/m-lead").json()
+        assert lead["score"] == 100  # two webinars at 50 points each under the new model
+        assert lead["mql"] is True
+        assert [m["active"] for m in marketing.get("/api/models").json()["models"]] == [
+            False,
+            True,
+        ]
+        assert marketing.get("/api/jobs/12345").status_code == 404
