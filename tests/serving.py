@@ -52,17 +52,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def fresh_database(kind: str, tmp: Path) -> Iterator[str]:
+def fresh_database(kind: str, tmp: Path, server: str | None = None) -> Iterator[str]:
+    """A new store's URL (a SQLite file, or a database created on the PostgreSQL server,
+    dropped afterwards)."""
     if kind == "sqlite":
         yield f"sqlite:///{tmp / 'service.db'}"
         return
-    if not POSTGRES_URL:
+    server = server or POSTGRES_URL
+    if not server:
         pytest.skip("QUALIFY_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped")
-    admin = create_engine(database_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
+    admin = create_engine(database_url(server), isolation_level="AUTOCOMMIT")
     name = f"qualify_e2e_{uuid.uuid4().hex[:10]}"
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield database_url(POSTGRES_URL).rsplit("/", 1)[0] + "/" + name
+    yield database_url(server).rsplit("/", 1)[0] + "/" + name
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
