@@ -312,3 +312,24 @@ def test_a_repeated_identify_does_not_move_the_mql_moment(engine: Engine, batch_
     repeat = identify("u1", 20, industry="financial services", company_size=800)
     Ingestor(engine, clock=lambda: at(21), batch_size=batch_size).ingest([*seed_messages(), repeat])
     assert lead_row(engine, "u1")["qualified_at"] == at(8)
+
+
+def test_what_a_process_remembers_between_batches_yields_to_other_writers(
+    engine: Engine,
+) -> None:
+    """An ingestor keeps the leads of its last transaction in memory; a sales action (or any
+    other writer) in between must win over that memory, not be overwritten by it."""
+    activate(engine)
+    ingestor = Ingestor(engine, clock=lambda: at(20))
+    ingestor.ingest(seed_messages(second_pricing=5))
+    assert lead_row(engine, "u1")["stage"] == "mql"
+    record_action(
+        engine, "u1", "disqualify", actor="ana", reason="competitor", clock=lambda: at(20)
+    )
+    ingestor.ingest([track("Webinar Attended", 9, "u1")])
+    row = lead_row(engine, "u1")
+    assert row["stage"] == "disqualified"
+    assert row["score"] == 125  # and the new webinar counted: 105 + 20
+    ingestor.ingest([track("Webinar Attended", 10, "u1")])  # the memory is good again
+    assert lead_row(engine, "u1")["score"] == 145
+    assert lead_row(engine, "u1")["stage"] == "disqualified"

@@ -18,6 +18,7 @@ from qualify.api.responses import JsonResponse
 from qualify.api.settings import ServiceSettings
 from qualify.service.ingest import Ingestor, IngestReport
 from qualify.store import open_engine
+from qualify.store.database import Checkpointer
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -52,6 +53,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = open_engine(settings.database_url)
+        checkpoints = Checkpointer(engine) if engine.dialect.name == "sqlite" else None
         app.state.settings = settings
         app.state.engine = engine
         app.state.keys = KeyCache(engine)
@@ -62,6 +64,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             yield
         finally:
             app.state.committer.close()
+            if checkpoints is not None:
+                checkpoints.stop()
             engine.dispose()
 
     app = FastAPI(

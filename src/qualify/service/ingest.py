@@ -29,9 +29,9 @@ from qualify.core.scoring import (
 )
 from qualify.service.progress import Ledger, apply_score, qualify_record
 from qualify.store import repository as repo
-from qualify.store.database import writing
+from qualify.store.database import GENERATION, writing
 from qualify.store.tables import events, ledger, transitions
-from qualify.store.versions import active_version
+from qualify.store.versions import active_version, active_version_id
 
 __all__ = ["IngestReport", "Ingestor"]
 
@@ -75,6 +75,7 @@ class Ingestor:
         self.clock = clock
         self.batch_size = batch_size
         self.step_size = step_size
+        self.warm: _Warm | None = None
         with engine.connect() as conn:
             self.version_id, model = active_version(conn)
         self.compiled = CompiledModel(model)
@@ -82,9 +83,9 @@ class Ingestor:
     def sync_model(self, conn: Connection) -> None:
         """Score with the model active now: another process may have activated a new one
         (the caller holds the write lock, so it cannot change until the commit)."""
-        version_id, model = active_version(conn)
-        if version_id != self.version_id:
-            self.version_id, self.compiled = version_id, CompiledModel(model)
+        if active_version_id(conn) != self.version_id:
+            self.version_id, model = active_version(conn)
+            self.compiled = CompiledModel(model)
 
     def ingest(
         self,
@@ -112,6 +113,7 @@ class Ingestor:
                     if progress is not None:
                         progress(len(step))
                 report.add(work.finish())
+            self._keep(work)
             if taken < self.batch_size:
                 return report
 
@@ -122,7 +124,54 @@ class Ingestor:
             work = _BatchWork(self, conn, moment)
             for start in range(0, len(batch), self.step_size):
                 work.step(batch[start : start + self.step_size])
-            return work.finish()
+            report = work.finish()
+        self._keep(work)
+        return report
+
+    def _take_warm(self, generation: int | None) -> _Warm | None:
+        """What the last transaction left in memory, if no one else wrote since: then the
+        leads, identities and accounts it holds are exactly what the store holds."""
+        warm, self.warm = self.warm, None
+        if warm is None or generation is None or warm.generation != generation - 1:
+            return None
+        if warm.version_id != self.version_id:
+            return None
+        return warm
+
+    def _keep(self, work: _BatchWork) -> None:
+        """After a commit: keep what the transaction loaded and wrote for the next one."""
+        book = work.book
+        existing = (work.existing_leads - book.removed) | set(work.earliest)
+        book.removed.clear()
+        work.graph.loaded |= work.saved_keys
+        if work.generation is None or len(book.leads) > WARM_LIMIT:
+            return
+        self.warm = _Warm(
+            generation=work.generation,
+            version_id=work.version_id,
+            book=book,
+            statuses=work.statuses,
+            existing_leads=existing,
+            existing_accounts=work.existing_accounts | work.groups,
+            looked_up=work.looked_up,
+            accounts_looked_up=work.accounts_looked_up,
+        )
+
+
+# Leads a process keeps in memory between transactions, at most (then it reads them again).
+WARM_LIMIT = 200_000
+
+
+@dataclass(slots=True)
+class _Warm:
+    generation: int
+    version_id: int
+    book: LeadBook
+    statuses: dict[str, repo.LeadStatus]
+    existing_leads: set[str]
+    existing_accounts: set[str]
+    looked_up: set[tuple[str, str]]
+    accounts_looked_up: set[str]
 
 
 class _BatchWork:
@@ -136,15 +185,29 @@ class _BatchWork:
         self.version_id = ingestor.version_id
         self.conn = conn
         self.now = now
+        self.generation: int | None = conn.info.get(GENERATION)
         self.ledger = Ledger(ingestor.version_id, now)
         self.report = IngestReport()
-        self.graph = IdentityGraph()
-        self.book = LeadBook(self.compiled, self.graph)
-        self.statuses: dict[str, repo.LeadStatus] = {}
-        self.existing_leads: set[str] = set()
-        self.existing_accounts: set[str] = set()
-        self.looked_up: set[tuple[str, str]] = set()  # identity keys read (or missed)
-        self.accounts_looked_up: set[str] = set()
+        warm = ingestor._take_warm(self.generation)
+        if warm is not None:
+            self.book, self.statuses = warm.book, warm.statuses
+            self.existing_leads, self.existing_accounts = (
+                warm.existing_leads,
+                warm.existing_accounts,
+            )
+            self.looked_up, self.accounts_looked_up = warm.looked_up, warm.accounts_looked_up
+        else:
+            self.book = LeadBook(self.compiled, IdentityGraph())
+            self.statuses = {}
+            self.existing_leads = set()
+            self.existing_accounts = set()
+            self.looked_up = set()  # identity keys read (or missed)
+            self.accounts_looked_up = set()
+        self.graph = self.book.graph
+        self.saved_keys: set[tuple[str, str]] = set()
+        self.txn_keys: set[tuple[str, str]] = (
+            set()
+        )  # identity keys this transaction's messages name
         self.seen: set[str] = set()  # messageIds taken in this transaction
         self.earliest: dict[str, float] = {}  # per touched lead, its earliest new message
         self.merges: list[tuple[str, str]] = []
@@ -176,7 +239,9 @@ class _BatchWork:
         """What these messages touch that this transaction has not read yet: identities,
         then their leads and accounts."""
         conn, book = self.conn, self.book
-        keys = _identity_keys(fresh) - self.looked_up
+        keys = _identity_keys(fresh)
+        self.txn_keys |= keys
+        keys -= self.looked_up
         self.looked_up |= keys
         found = repo.load_identities(conn, keys)
         if self.merges:  # a stored key of a lead merged away in this transaction
@@ -257,11 +322,14 @@ class _BatchWork:
                 row["lead_id"] = owner.get(row["lead_id"], row["lead_id"])
         repo.insert_rows(conn, transitions, changes)
         repo.merge_leads(conn, self.merges)
-        final = self.graph.keys
-        new_keys = sorted(k for k in self.looked_up if k in final and k not in self.graph.loaded)
-        repo.save_identities(
-            conn, [(kind, value, final[(kind, value)]) for kind, value in new_keys]
-        )
+        graph = self.graph
+        rows = []
+        for kind, value in sorted(self.txn_keys - graph.loaded):
+            lead = graph.lead_of(kind, value)
+            if lead is not None:  # a key the messages named, now claimed: new in the store
+                rows.append((kind, value, lead))
+        self.saved_keys = {(kind, value) for kind, value, _ in rows}
+        repo.save_identities(conn, rows)
         touched = [repo.StoredLead(self.book.leads[i], self.statuses[i]) for i in self.earliest]
         repo.save_leads(conn, touched, self.existing_leads - self.book.removed)
         dirty = [self.book.accounts[a] for a in self.groups]

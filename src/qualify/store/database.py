@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,13 +17,14 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, insert, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from qualify.errors import StoreError
+from qualify.store.tables import store_state
 
-__all__ = ["DEFAULT_URL", "database_url", "open_engine", "writing"]
+__all__ = ["DEFAULT_URL", "Checkpointer", "database_url", "open_engine", "writing"]
 
 DEFAULT_URL = "sqlite:///qualify.db"
 ENV_VAR = "QUALIFY_DATABASE_URL"
@@ -74,13 +76,15 @@ def _sqlite_begin(conn: Connection) -> None:
 
 
 WRITER_OPTION = "qualify_writer"
+GENERATION = "qualify_generation"  # in a writer's `conn.info`: the store's write generation
 # Any fixed 64-bit number: the PostgreSQL advisory lock that writers of leads hold.
 _PG_WRITER_LOCK = 0x5175616C696679
 
 
 @contextlib.contextmanager
 def writing(engine: Engine) -> Iterator[Connection]:
-    """A transaction that changes leads: one at a time, across processes too.
+    """A transaction that changes leads: one at a time, across processes too. Each bumps
+    the store's write generation (`conn.info[GENERATION]`).
 
     Ingestion, sales actions and rescoring read a lead, change it in memory and write it back;
     two of them at once on the same lead would lose one's update. Writers therefore hold the
@@ -92,7 +96,57 @@ def writing(engine: Engine) -> Iterator[Connection]:
         with conn.begin():
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_WRITER_LOCK,))
+            bump = (
+                update(store_state)
+                .values(generation=store_state.c.generation + 1)
+                .returning(store_state.c.generation)
+            )
+            generation = conn.execute(bump).scalar()
+            if generation is None:  # the row was deleted (a wiped store): start again
+                generation = 1
+                conn.execute(insert(store_state).values(id=1, generation=generation))
+            conn.info[GENERATION] = generation
             yield conn
+
+
+class Checkpointer:
+    """SQLite: WAL checkpoints in a background thread instead of inside a commit.
+
+    By default the commit that pushes the WAL past 1,000 pages copies it into the database
+    and syncs — tens of milliseconds for whichever request is unlucky. A server turns that
+    off and checkpoints every `interval` seconds from here (PASSIVE: never blocking readers or
+    the writer), so requests keep their latency.
+    """
+
+    def __init__(self, engine: Engine, interval: float = 1.0) -> None:
+        self.engine, self.interval = engine, interval
+        self.stopped = threading.Event()
+        event.listen(engine, "connect", _no_autocheckpoint)
+        engine.dispose()  # connections opened from now on have the setting
+        self.thread = threading.Thread(target=self._run, name="qualify-checkpoint", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            cursor.close()
+        finally:
+            connection.close()
+
+    def stop(self) -> None:
+        self.stopped.set()
+        self.thread.join(timeout=10)
+        self.checkpoint()
+
+
+def _no_autocheckpoint(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA wal_autocheckpoint=0")
 
 
 def open_engine(url: str | None = None, *, migrate: bool = True, create: bool = True) -> Engine:

@@ -180,19 +180,28 @@ def save_accounts(
     update_rows(conn, accounts, "id", [{**r, MATCH: r["id"]} for r in rows if r["id"] in existing])
 
 
+_IDENTITIES = {
+    "sqlite": "SELECT value, lead_id FROM identities "
+    "WHERE kind = ? AND value IN (SELECT value FROM json_each(?))",
+    "postgresql": "SELECT value, lead_id FROM identities WHERE kind = %s AND value = ANY(%s)",
+}
+
+
 def load_identities(
     conn: Connection, keys: Iterable[tuple[str, str]]
 ) -> dict[tuple[str, str], str]:
+    """The stored lead of each (kind, id) key that has one: one statement per kind and
+    10,000 ids (a JSON array on SQLite, an array on PostgreSQL)."""
     found: dict[tuple[str, str], str] = {}
     by_kind: dict[str, list[str]] = {}
     for kind, value in keys:
         by_kind.setdefault(kind, []).append(value)
+    sqlite = conn.dialect.name == "sqlite"
+    sql = _IDENTITIES[conn.dialect.name]
     for kind, values in by_kind.items():
-        for part in chunks(sorted(set(values))):
-            query = select(identities.c.value, identities.c.lead_id).where(
-                identities.c.kind == kind, identities.c.value.in_(part)
-            )
-            for value, lead_id in conn.execute(query):
+        for part in chunks(sorted(set(values)), 10_000):
+            param = orjson.dumps(part).decode() if sqlite else list(part)
+            for value, lead_id in conn.exec_driver_sql(sql, (kind, param)):
                 found[(kind, value)] = lead_id
     return found
 

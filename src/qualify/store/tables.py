@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Column,
     Float,
@@ -36,6 +37,7 @@ __all__ = [
     "ledger",
     "metadata",
     "model_versions",
+    "store_state",
     "transitions",
 ]
 
@@ -172,4 +174,13 @@ jobs = Table(
     Column("created_by", String(200), nullable=False),
     Column("created_at", Float, nullable=False),
     Column("finished_at", Float),
+)
+
+# One row: bumped by every transaction that writes leads, so a process can tell whether what
+# it remembers from its own last transaction is still what the store holds.
+store_state = Table(
+    "store_state",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("generation", BigInteger, nullable=False, server_default="0"),
 )

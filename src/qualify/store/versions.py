@@ -56,6 +56,14 @@ def set_active(conn: Connection, version_id: int, at: float) -> None:
     )
 
 
+def active_version_id(conn: Connection) -> int | None:
+    """Just the active version's id: a cheap check whether the model changed."""
+    found = conn.execute(
+        select(model_versions.c.id).where(model_versions.c.active.is_(True))
+    ).scalar()
+    return int(found) if found is not None else None
+
+
 def active_version(conn: Connection) -> tuple[int, ScoringModel]:
     row = conn.execute(
         select(model_versions.c.id, model_versions.c.source, model_versions.c.name).where(

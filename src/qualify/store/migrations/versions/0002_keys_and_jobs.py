@@ -1,5 +1,6 @@
 """API keys (write keys for ingestion, tokens with roles, stored as hashes) and background
-jobs (model activation with progress, visible to every worker).
+jobs (model activation with progress, visible to every worker), and the store's write
+generation (which tells a worker whether anyone else wrote since its last transaction).
 
 Revision ID: 0002
 Revises: 0001
@@ -45,7 +46,15 @@ def upgrade() -> None:
         sa.Column("finished_at", sa.Float),
     )
 
+    state = op.create_table(
+        "store_state",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("generation", sa.BigInteger, nullable=False, server_default="0"),
+    )
+    op.bulk_insert(state, [{"id": 1, "generation": 0}])
+
 
 def downgrade() -> None:
+    op.drop_table("store_state")
     op.drop_table("jobs")
     op.drop_table("api_keys")
