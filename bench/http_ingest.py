@@ -15,6 +15,7 @@ row and its commit, one at a time.
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import os
 import sqlite3
@@ -47,6 +48,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--latency-seconds", type=float, default=15.0)
     parser.add_argument("--postgres", default=os.environ.get("QUALIFY_TEST_POSTGRES_URL"))
+    parser.add_argument("--latency-only", action="store_true")
     return parser.parse_args()
 
 
@@ -184,8 +186,15 @@ def percentile(values: list[float], p: float) -> float:
 def main() -> None:
     args = arguments()
     messages = lines(args.events)
+    gc.freeze()  # the client's own collector pauses are not the server's latency
     print(f"machine: {machine()}")
     print(f"messages: {len(messages):,} demo messages (time-ordered), batches of 100")
+    if not args.latency_only:
+        measure_throughput(args, messages)
+    measure_latency(args, messages)
+
+
+def measure_throughput(args: argparse.Namespace, messages: list[bytes]) -> None:
     ours = [throughput(fresh_sqlite("http.db"), messages, 1) for _ in range(args.runs)]
     raw = [raw_batches(messages) for _ in range(args.runs)]
     mine, base = statistics.median(ours), statistics.median(raw)
@@ -210,6 +219,9 @@ def main() -> None:
                 f"PostgreSQL, {workers} worker(s): median {t:.1f}s "
                 f"({', '.join(f'{x:.1f}' for x in times)}) = {len(messages) / t:,.0f} events/s"
             )
+
+
+def measure_latency(args: argparse.Namespace, messages: list[bytes]) -> None:
     took = latency(fresh_sqlite("latency.db"), messages, args.latency_seconds)
     raw_took = raw_single(messages, len(took))
     print(
