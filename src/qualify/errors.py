@@ -97,11 +97,11 @@ class TransitionNotAllowed(QualifyError):
         self.allowed = tuple(allowed)
         options = ", ".join(self.allowed) if self.allowed else "none"
         if why and action in self.allowed:  # the stage allows it; a guard said no
-            message = f"cannot {action} lead `{lead_id}` (stage `{stage}`): {why}"
+            message = f"cannot `{action}` lead `{lead_id}` (stage `{stage}`): {why}"
         else:
             reason = f" ({why})" if why else ""
             message = (
-                f"cannot {action} lead `{lead_id}`: it is in stage `{stage}`{reason}; "
+                f"cannot `{action}` lead `{lead_id}`: it is in stage `{stage}`{reason}; "
                 f"allowed actions there: {options}"
             )
         super().__init__(message)

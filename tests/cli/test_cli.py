@@ -143,7 +143,9 @@ def test_ingest_then_query_explain_and_act(tmp_path: Path) -> None:
     assert "ana: mql → sql (accept by dan)" in accepted.stdout
     refused = qualify("lead", "won", "ben", cwd=tmp_path, check=False)
     assert refused.returncode == 2
-    assert refused.stderr.strip().startswith("error: cannot won lead `ben`: it is in stage `lead`")
+    assert refused.stderr.strip().startswith(
+        "error: cannot `won` lead `ben`: it is in stage `lead`"
+    )
     no_reason = qualify("lead", "reject", "ana", cwd=tmp_path, check=False)
     assert no_reason.returncode == 2 and "needs a reason: add --reason" in no_reason.stderr
     assert "details" in qualify("explain", "ana", cwd=tmp_path).stdout

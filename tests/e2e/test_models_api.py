@@ -21,9 +21,9 @@ def wait_for(api: httpx.Client, url: str) -> dict:
 
 
 def test_upload_list_and_activate_a_model(service: Service) -> None:
-    batch = [
-        {"type": "track", "event": "Webinar Attended", "userId": "m-lead", "messageId": f"w{i}"}
-        for i in range(2)
+    batch = [  # one without a messageId: the store derives one, and keeps it
+        {"type": "track", "event": "Webinar Attended", "userId": "m-lead", "messageId": "w0"},
+        {"type": "track", "event": "Webinar Attended", "userId": "m-lead"},
     ]
     httpx.post(
         f"{service.base}/v1/batch", json={"batch": batch}, auth=(service.keys["write"], "")
@@ -56,6 +56,10 @@ def test_upload_list_and_activate_a_model(service: Service) -> None:
         lead = marketing.get("/api/leads/m-lead").json()
         assert lead["score"] == 100  # two webinars at 50 points each under the new model
         assert lead["mql"] is True
+        evidence = [e for c in lead["contributions"] for e in c["events"]]
+        assert len(evidence) == 2
+        assert all(e.get("name") == "Webinar Attended" for e in evidence), evidence
+        assert isinstance(lead["lead"]["qualified_at"], str)  # ISO times, as in lists
         assert [m["active"] for m in marketing.get("/api/models").json()["models"]] == [
             False,
             True,

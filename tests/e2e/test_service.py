@@ -95,6 +95,10 @@ def test_success_is_exactly_200_and_the_key_may_come_in_three_places(service: Se
         )
         assert response.status_code == 200, response.text
         assert response.json() == {"success": True}
+    with service.client("read") as api:  # the key that came in the body was not stored
+        stored = api.get(f"/api/leads/{body['batch'][0]['userId']}").json()["recent_events"]
+    assert "writeKey" not in stored[0]["payload"]
+    assert stored[0]["payload"]["messageId"] == body["batch"][0]["messageId"]
     single = {**message, "userId": unique("u"), "messageId": unique("m")}
     single.pop("type")
     response = httpx.post(f"{service.base}/v1/track", json=single, auth=(key, ""))
@@ -255,6 +259,16 @@ def test_sales_feedback_follows_the_lifecycle(service: Service) -> None:
         assert set(problem["allowed_actions"]) >= {"accept", "reject"}
         missing = sales.post(f"/api/leads/{user}/reject", json={})
         assert (missing.status_code, missing.json()["code"]) == (400, "invalid_request")
+        assert "`reason`: Field required" in missing.json()["message"]
+        blank = sales.post(f"/api/leads/{user}/reject", json={"reason": "  "})
+        assert (blank.status_code, blank.json()["code"]) == (400, "invalid_request")
+        no_body = sales.post(f"/api/leads/{user}/reject")
+        assert no_body.json()["message"].startswith("the JSON body")
+        json_type = {"Content-Type": "application/json"}
+        not_json = sales.post(f"/api/leads/{user}/reject", content=b"{oops", headers=json_type)
+        assert (not_json.status_code, not_json.json()["code"]) == (400, "invalid_json")
+        form = sales.post(f"/api/leads/{user}/reject", content=b"reason=x")
+        assert "must be a JSON object" in form.json()["message"]
         accepted = (
             sales.post(f"/api/leads/{user}/accept", json={"budget": "approved", "timeline": "Q3"})
             .raise_for_status()
@@ -311,6 +325,13 @@ def test_lead_lists_filter_sort_and_page(service: Service) -> None:
         assert ascending["leads"][0]["score"] == 20
         bad = api.get("/api/leads", params={"sort": "nope"})
         assert (bad.status_code, bad.json()["code"]) == (400, "invalid_sort")
+        first = api.get("/api/leads", params={"source": source, "limit": 2}).json()
+        other_sort = api.get("/api/leads", params={"sort": "id", "cursor": first["next_cursor"]})
+        assert (other_sort.status_code, other_sort.json()["code"]) == (400, "invalid_cursor")
+        for params in ({"stage": "bogus"}, {"tier": "HOT"}, {"grade": "Z"}):
+            typo = api.get("/api/leads", params=params)
+            assert (typo.status_code, typo.json()["code"]) == (400, "invalid_filter"), params
+            assert "unknown" in typo.json()["message"]
 
 
 def test_health_metrics_and_openapi(service: Service) -> None:

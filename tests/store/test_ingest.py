@@ -185,7 +185,7 @@ def test_later_traits_win_whatever_the_arrival_order(engine: Engine) -> None:
 def test_sales_actions_follow_the_lifecycle(engine: Engine) -> None:
     activate(engine)
     Ingestor(engine, clock=lambda: at(20)).ingest(seed_messages())
-    with pytest.raises(TransitionNotAllowed, match="cannot won lead `u1`: it is in stage `mql`"):
+    with pytest.raises(TransitionNotAllowed, match="cannot `won` lead `u1`: it is in stage `mql`"):
         record_action(engine, "u1", "won", actor="ana", clock=lambda: at(21))
     change = record_action(
         engine,

@@ -14,10 +14,12 @@ from pydantic import BaseModel, Field
 from qualify.api.auth import secret_from_headers
 from qualify.api.problems import ApiProblem
 from qualify.core.activity import format_time
-from qualify.core.lifecycle import BANT_FIELDS
+from qualify.core.lifecycle import BANT_FIELDS, Stage
+from qualify.errors import NoActiveModel
 from qualify.service.feedback import record_action
 from qualify.service.queries import SORTS, LeadFilters, explain_lead, page_leads, recent_events
 from qualify.store.keys import ApiKey
+from qualify.store.versions import active_version
 
 __all__ = ["require", "router"]
 
@@ -37,20 +39,45 @@ Reader = Annotated[ApiKey, Depends(require("read"))]
 Seller = Annotated[ApiKey, Depends(require("feedback"))]
 
 
-def _cursor(position: tuple[Any, str] | None) -> str | None:
+def _cursor(sort: str, position: tuple[Any, str] | None) -> str | None:
     if position is None:
         return None
-    return base64.urlsafe_b64encode(orjson.dumps(list(position))).decode()
+    return base64.urlsafe_b64encode(orjson.dumps([sort, *position])).decode()
 
 
-def _position(cursor: str | None) -> tuple[Any, str] | None:
+def _position(cursor: str | None, sort: str) -> tuple[Any, str] | None:
+    """The position a cursor holds; it must come from a page of the same sort."""
     if not cursor:
         return None
+    invalid = ApiProblem(400, "invalid_cursor", "`cursor` is not one this API gave for this sort")
     try:
-        value, lead_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
+        made_for, value, lead_id = orjson.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (binascii.Error, ValueError, TypeError):
-        raise ApiProblem(400, "invalid_cursor", "`cursor` is not one this API gave") from None
-    return value, str(lead_id)
+        raise invalid from None
+    numeric = SORTS[sort][0] != "id"
+    if made_for != sort or not isinstance(lead_id, str):
+        raise invalid
+    if numeric != isinstance(value, int | float) or isinstance(value, bool):
+        raise invalid
+    return value, lead_id
+
+
+def _check_filters(request: Request, filters: LeadFilters) -> None:
+    """A filter value no lead can have is a typo: say so rather than answer nothing."""
+    if filters.stage is not None and filters.stage not in {str(s) for s in Stage}:
+        stages = ", ".join(str(s) for s in Stage)
+        raise ApiProblem(400, "invalid_filter", f"unknown stage `{filters.stage}`: use {stages}")
+    try:
+        with request.app.state.engine.connect() as conn:
+            _, model = active_version(conn)
+    except NoActiveModel:
+        return
+    q = model.qualification
+    for field, names in (("tier", [n for n, _ in q.tiers]), ("grade", [n for n, _ in q.grades])):
+        value = getattr(filters, field)
+        if value is not None and value not in names:
+            known = ", ".join(names) or "none in the active model"
+            raise ApiProblem(400, "invalid_filter", f"unknown {field} `{value}`: use {known}")
 
 
 def _summary(row: dict[str, Any]) -> dict[str, Any]:
@@ -77,23 +104,27 @@ def list_leads(
     if sort not in SORTS:
         raise ApiProblem(400, "invalid_sort", f"`sort` must be one of {', '.join(SORTS)}")
     filters = LeadFilters(stage, tier, grade, source, min_score)
+    _check_filters(request, filters)
     rows, position = page_leads(
-        request.app.state.engine, filters, sort=sort, after=_position(cursor), limit=limit
+        request.app.state.engine, filters, sort=sort, after=_position(cursor, sort), limit=limit
     )
-    return {"leads": [_summary(r) for r in rows], "next_cursor": _cursor(position)}
+    return {"leads": [_summary(r) for r in rows], "next_cursor": _cursor(sort, position)}
 
 
 @router.get("/leads/{lead_id}", summary="One lead: profile, scores, contributions, history")
 def get_lead(request: Request, lead_id: str, _: Reader) -> dict[str, Any]:
     engine = request.app.state.engine
     explanation = explain_lead(engine, lead_id).to_dict()
+    explanation["lead"] = _summary(explanation["lead"])
     explanation["recent_events"] = recent_events(engine, explanation["lead"]["id"])
     return explanation
 
 
 @router.get("/leads/{lead_id}/explain", summary="Every point of a lead, with rule and events")
 def explain(request: Request, lead_id: str, _: Reader) -> dict[str, Any]:
-    return explain_lead(request.app.state.engine, lead_id).to_dict()
+    explanation = explain_lead(request.app.state.engine, lead_id).to_dict()
+    explanation["lead"] = _summary(explanation["lead"])
+    return explanation
 
 
 class Feedback(BaseModel):
@@ -109,7 +140,7 @@ class Accept(Feedback):
 
 
 class Reasoned(Feedback):
-    reason: str = Field(..., min_length=1)
+    reason: str = Field(..., pattern=r"\S", description="why (required, not blank)")
 
 
 class Amount(Feedback):

@@ -86,10 +86,22 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JsonResponse:
-        reasons = [
-            f"{'.'.join(str(p) for p in e.get('loc', ()) if p != 'body')}: {e.get('msg')}"
-            for e in exc.errors()
-        ]
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return ApiProblem(400, "invalid_json", "the body is not valid JSON").response()
+        reasons = []
+        for e in errors:
+            where = ".".join(str(p) for p in e.get("loc", ()) if p != "body")
+            if not where and e.get("type") in ("model_attributes_type", "dict_type"):
+                reasons.append("the body must be a JSON object (Content-Type: application/json)")
+                continue
+            if not where:
+                where = "the JSON body"
+            elif e.get("loc", ("",))[0] == "query":
+                where = f"query parameter `{where.removeprefix('query.')}`"
+            else:
+                where = f"`{where}`"
+            reasons.append(f"{where}: {e.get('msg', 'invalid')}")
         return ApiProblem(400, "invalid_request", "; ".join(reasons)).response()
 
     @app.exception_handler(SQLAlchemyError)

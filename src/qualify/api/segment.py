@@ -22,7 +22,7 @@ from fastapi import APIRouter, Request
 from qualify.api.auth import secret_from_headers
 from qualify.api.problems import ApiProblem
 from qualify.api.responses import JsonResponse
-from qualify.core.activity import MESSAGE_TYPES, ActivityEvent, decode_message
+from qualify.core.activity import MESSAGE_TYPES, ActivityEvent, decode_message, format_time
 from qualify.errors import MessageError
 
 __all__ = ["RateLimiter", "router"]
@@ -111,12 +111,18 @@ def _message(
     if kind is not None:
         raw = {**raw, "type": raw.get("type") or kind}
         if raw["type"] != kind:
-            raise MessageError(f"a `{raw['type']}` message sent to /v1/{kind}")
+            raise MessageError(f"a message of type `{raw['type']}` sent to /v1/{kind}")
+    if "writeKey" in raw:  # a secret: never stored with the message
+        raw = {k: v for k, v in raw.items() if k != "writeKey"}
     text = orjson.dumps(raw)
     if len(text) > limit:
         raise MessageError(f"the message is {len(text):,} bytes; at most {limit:,} are accepted")
-    raw.pop("writeKey", None)
     event = decode_message(raw, received_at=now)
+    if raw.get("messageId") != event.message_id or "timestamp" not in raw:
+        # stored as it will be read back: with the id derived for it and its time, so a
+        # replay (model activation) finds the same message at the same moment
+        raw = {**raw, "messageId": event.message_id, "timestamp": format_time(event.timestamp)}
+        text = orjson.dumps(raw)
     event.raw = text
     return event
 
@@ -132,7 +138,9 @@ async def _ingest(request: Request, kind: str | None) -> JsonResponse:
         items = data.get("batch")
         if not isinstance(items, list):
             raise ApiProblem(400, "invalid_batch", "the body needs `batch`: a list of messages")
-        context = data.get("context") if isinstance(data.get("context"), dict) else None
+        context = data.get("context")
+        if context is not None and not isinstance(context, dict):
+            raise ApiProblem(400, "invalid_batch", "the batch's `context` must be a JSON object")
     else:
         items, context = [data], None
     now = time.time()
@@ -160,12 +168,16 @@ async def _ingest(request: Request, kind: str | None) -> JsonResponse:
         raise ApiProblem(
             400,
             "invalid_messages",
-            f"{len(rejected)} of {len(items)} messages were rejected; "
-            f"the other {len(good)} were stored",
+            f"{_count(len(rejected), 'message')} of {len(items)} rejected; "
+            f"{_count(len(good), 'other message')} stored",
             rejected=rejected,
             accepted=len(good),
         )
     return JsonResponse({"success": True})
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 @router.post("/v1/batch", summary="Send a batch of Segment messages")

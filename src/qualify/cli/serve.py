@@ -31,12 +31,20 @@ def serve(
     rate_limit: Annotated[
         float, typer.Option(help="Messages a second per write key, per worker (0: no limit).")
     ] = 0.0,
+    access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Run the HTTP service: Segment-compatible ingestion at /v1, the lead API at /api,
     OpenAPI docs at /docs."""
     import uvicorn
 
-    engine_for(db, create=True).dispose()  # create and migrate the store once, up front
+    engine = engine_for(db, create=True)  # create and migrate the store once, up front
+    store = engine.url.render_as_string(hide_password=True)
+    engine.dispose()
+    render.err.print(
+        f"qualify serve: http://{host}:{port} ({workers} worker{'s' if workers > 1 else ''}), "
+        f"store {store}; API docs at /docs",
+        markup=False,
+    )
     if db:
         os.environ["QUALIFY_DATABASE_URL"] = db
     os.environ["QUALIFY_MAX_BODY_BYTES"] = str(max_body)
@@ -47,8 +55,8 @@ def serve(
         host=host,
         port=port,
         workers=workers,
-        log_level="warning",
-        access_log=False,
+        log_level="info",
+        access_log=access_log,
     )
 
 
