@@ -131,6 +131,12 @@ def test_a_bad_message_is_reported_by_index_and_the_rest_is_kept(service: Servic
             "properties": {"blob": "x" * 40_000},
         },
     ]
+    batch += [  # what the store could not keep: rejected up front, on every backend
+        {"type": "track", "event": "e", "userId": "u" * 201, "messageId": unique("m")},
+        {"type": "track", "event": "e" * 201, "userId": user, "messageId": unique("m")},
+        {"type": "track", "event": "e", "userId": user, "properties": {"x": "a\u0000b"}},
+        {"type": "track", "event": "e", "userId": "anon:someone", "messageId": unique("m")},
+    ]
     response = httpx.post(
         f"{service.base}/v1/batch", json={"batch": batch}, auth=(service.keys["write"], "")
     )
@@ -138,7 +144,10 @@ def test_a_bad_message_is_reported_by_index_and_the_rest_is_kept(service: Servic
     body = response.json()
     assert body["code"] == "invalid_messages"
     assert body["accepted"] == 2
-    assert [r["index"] for r in body["rejected"]] == [1, 2, 4]
+    assert [r["index"] for r in body["rejected"]] == [1, 2, 4, 5, 6, 7, 8]
+    assert "at most 200" in body["rejected"][3]["reason"]
+    assert "NUL" in body["rejected"][5]["reason"]
+    assert "anon:" in body["rejected"][6]["reason"]
     reasons = [r["reason"] for r in body["rejected"]]
     assert "event" in reasons[0]
     assert "neither `userId` nor `anonymousId`" in reasons[1]

@@ -333,3 +333,31 @@ def test_what_a_process_remembers_between_batches_yields_to_other_writers(
     ingestor.ingest([track("Webinar Attended", 10, "u1")])  # the memory is good again
     assert lead_row(engine, "u1")["score"] == 145
     assert lead_row(engine, "u1")["stage"] == "disqualified"
+
+
+def test_a_lead_scored_by_an_older_model_is_rebuilt_when_a_message_comes(engine: Engine) -> None:
+    """While an activation is still rescoring (or after one stopped half-way), a message for
+    a lead it has not reached must be scored with the new model over all the lead's events."""
+    from qualify.store.database import writing
+    from qualify.store.versions import save_version, set_active
+
+    activate(engine)
+    Ingestor(engine, clock=lambda: at(20)).ingest(seed_messages(second_pricing=5))
+    richer = WORKED.replace("version: 1", "version: 2").replace(
+        "qualification:",
+        "  - name: any page\n    event: page\n    points: 1\nqualification:",
+    )
+    model = load_model(richer)
+    with writing(engine) as conn:  # activated, but no lead rescored yet
+        set_active(conn, save_version(conn, model, "test", at(21)), at(21))
+    Ingestor(engine, clock=lambda: at(22)).ingest([page("/docs", 21, "u1")])
+    row = lead_row(engine, "u1")
+    assert row["score"] == 105 + 3  # the three pages (two stored, one new) under the new rule
+    assert ledger_by_rule(engine, "u1")["any page"] == 3
+    reasons = {r for (r,) in _ledger_reasons(engine, "u1")}
+    assert "model" in reasons
+
+
+def _ledger_reasons(engine: Engine, lead_id: str) -> list:
+    with engine.connect() as conn:
+        return conn.execute(select(ledger.c.reason).where(ledger.c.lead_id == lead_id)).all()

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
+from starlette.concurrency import run_in_threadpool
 
 from qualify import __version__
 from qualify.api import leads, models, problems, segment
@@ -35,7 +36,8 @@ class _LazyCommitter:
     async def submit(self, messages: list) -> IngestReport:
         if self.committer is None:
             state = self.app.state
-            ingestor = Ingestor(state.engine)  # raises NoActiveModel → 503
+            # reads the store (raises NoActiveModel → 503): not on the event loop
+            ingestor = await run_in_threadpool(Ingestor, state.engine)
             self.committer = Committer(
                 ingestor,
                 state.settings.group_limit,

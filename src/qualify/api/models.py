@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Depends, Request
 from sqlalchemy import Engine
+from starlette.concurrency import run_in_threadpool
 
 from qualify.api.leads import require
 from qualify.api.problems import ApiProblem
@@ -50,8 +51,12 @@ async def upload(request: Request, key: Modeler) -> JsonResponse:
     name = request.query_params.get("filename", "model.yaml")
     model = load_model(text, name)  # ModelError → 422 with every problem's line and column
     engine: Engine = request.app.state.engine
-    with writing(engine) as conn:
-        version_id = save_version(conn, model, f"{key.role}:{key.name}", time.time())
+
+    def store() -> int:
+        with writing(engine) as conn:  # may wait for the write lock: not on the event loop
+            return save_version(conn, model, f"{key.role}:{key.name}", time.time())
+
+    version_id = await run_in_threadpool(store)
     body_out = {"id": version_id, "name": model.name, "version": model.version}
     return JsonResponse({**body_out, "checksum": model.checksum}, status_code=201)
 

@@ -22,7 +22,13 @@ from fastapi import APIRouter, Request
 from qualify.api.auth import secret_from_headers
 from qualify.api.problems import ApiProblem
 from qualify.api.responses import JsonResponse
-from qualify.core.activity import MESSAGE_TYPES, ActivityEvent, decode_message, format_time
+from qualify.core.activity import (
+    MESSAGE_TYPES,
+    ActivityEvent,
+    decode_message,
+    format_time,
+    has_nul,
+)
 from qualify.errors import MessageError
 
 __all__ = ["RateLimiter", "router"]
@@ -117,6 +123,8 @@ def _message(
     text = orjson.dumps(raw)
     if len(text) > limit:
         raise MessageError(f"the message is {len(text):,} bytes; at most {limit:,} are accepted")
+    if has_nul(text):
+        raise MessageError("the message contains a NUL character (\\u0000), which cannot be stored")
     event = decode_message(raw, received_at=now)
     if raw.get("messageId") != event.message_id or "timestamp" not in raw:
         # stored as it will be read back: with the id derived for it and its time, so a

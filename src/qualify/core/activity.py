@@ -19,11 +19,14 @@ import orjson
 from qualify.errors import MessageError
 
 __all__ = [
+    "ANON_PREFIX",
+    "MAX_TEXT",
     "MESSAGE_TYPES",
     "ActivityEvent",
     "decode_line",
     "decode_message",
     "format_time",
+    "has_nul",
     "parse_time",
 ]
 
@@ -130,6 +133,7 @@ class _Wire(msgspec.Struct, rename="camel"):
 
 
 _DECODER = msgspec.json.Decoder(_Wire)
+_NUL = "the message contains a NUL character (\\u0000), which cannot be stored"
 _FIELD = re.compile(r"at `\$\.(\w+)`")
 
 
@@ -162,6 +166,8 @@ def decode_line(
 
     `keep_raw` keeps the line itself on the event, for a store that saves messages as sent.
     """
+    if has_nul(line):
+        raise MessageError(_NUL)
     try:
         wire = _DECODER.decode(line)
     except msgspec.ValidationError:
@@ -267,6 +273,7 @@ def _build(
     message_id = wire.message_id
     if type(message_id) is not str or not message_id:
         message_id = _text(message_id) or derived_id or ""
+    _check_texts(user_id, anonymous_id, message_id, group_id, previous_id, event)
     return ActivityEvent(  # positional: measurably faster than keywords on this hot path
         message_id,
         kind,
@@ -281,6 +288,51 @@ def _build(
         previous_id,
         context,
     )
+
+
+MAX_TEXT = 200  # ids and event names, at most (what the store's columns keep)
+ANON_PREFIX = "anon:"  # lead ids of anonymous visitors: `anon:<anonymousId>`
+
+
+def _check_texts(
+    user_id: str | None,
+    anonymous_id: str | None,
+    message_id: str,
+    group_id: str | None,
+    previous_id: str | None,
+    event: str,
+) -> None:
+    """Ids and names the store can keep, and user ids that cannot pass for anonymous leads."""
+    named = (
+        ("userId", user_id),
+        ("anonymousId", anonymous_id),
+        ("messageId", message_id),
+        ("groupId", group_id),
+        ("previousId", previous_id),
+        ("event name", event),
+    )
+    for name, value in named:
+        if value is not None and len(value) > MAX_TEXT:
+            raise MessageError(f"`{name}` is {len(value):,} characters long; at most {MAX_TEXT}")
+    if user_id is not None and user_id.startswith(ANON_PREFIX):
+        raise MessageError(
+            f"`userId` may not start with `{ANON_PREFIX}`: that prefix names anonymous visitors"
+        )
+
+
+def has_nul(text: bytes | str) -> bool:
+    """Whether JSON text holds a NUL character (`\\u0000`), which PostgreSQL cannot store —
+    not an escaped backslash followed by `u0000`, which is harmless text."""
+    raw = text if isinstance(text, bytes) else text.encode()
+    at = raw.find(b"\\u0000")
+    while at != -1:
+        start = at
+        while start > 0 and raw[start - 1] == 0x5C:  # backslashes before this one
+            start -= 1
+        if (at - start) % 2 == 0:  # this backslash is not itself escaped
+            return True
+        at = raw.find(b"\\u0000", at + 1)
+    return False
 
 
 _TYPES = frozenset(MESSAGE_TYPES)

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from qualify.core.activity import ActivityEvent
+from qualify.core.activity import ANON_PREFIX, ActivityEvent
 
 __all__ = ["ANON_PREFIX", "IdentityGraph", "Resolution"]
 
-ANON_PREFIX = "anon:"
 USER, ANON = "user", "anon"
 
 

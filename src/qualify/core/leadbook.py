@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from qualify.core.activity import ActivityEvent
+from qualify.core.activity import MAX_TEXT, ActivityEvent
 from qualify.core.identity import IdentityGraph
 from qualify.core.scoring import CompiledModel
 from qualify.core.state import LeadState
@@ -129,21 +129,23 @@ class LeadRecord:
 
 
 def first_touch(event: ActivityEvent) -> tuple[str | None, str | None]:
-    """Where a message says the lead came from: campaign context, UTM properties or traits."""
+    """Where a message says the lead came from: campaign context, UTM properties or traits
+    (each kept to `MAX_TEXT` characters)."""
     campaign = event.context.get("campaign")
     if isinstance(campaign, dict) and campaign.get("source"):
-        name = campaign.get("name")
-        return str(campaign["source"]), str(name) if name else None
+        return _short(campaign["source"]), _short(campaign.get("name"))
     props = event.properties
     if props.get("utm_source"):
-        name = props.get("utm_campaign")
-        return str(props["utm_source"]), str(name) if name else None
+        return _short(props["utm_source"]), _short(props.get("utm_campaign"))
     traits = event.traits
     for key in ("lead_source", "source"):
         if traits.get(key):
-            name = traits.get("campaign")
-            return str(traits[key]), str(name) if name else None
+            return _short(traits[key]), _short(traits.get("campaign"))
     return None, None
+
+
+def _short(value: Any) -> str | None:
+    return str(value)[:MAX_TEXT] if value else None
 
 
 @dataclass(slots=True)
