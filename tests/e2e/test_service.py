@@ -364,6 +364,12 @@ def test_health_metrics_and_openapi(service: Service) -> None:
     assert "qualify_request_seconds_bucket" in metrics
     spec = httpx.get(f"{service.base}/openapi.json").json()
     assert "/v1/batch" in spec["paths"] and "/api/leads/{lead_id}/accept" in spec["paths"]
+    assert set(spec["components"]["securitySchemes"]) == {"bearer", "basic"}
+    batch = spec["paths"]["/v1/batch"]["post"]
+    assert "batch" in batch["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    assert "422" not in batch["responses"]  # validation errors are 400, and documented so
+    assert "400" in spec["paths"]["/api/leads"]["get"]["responses"]
+    assert "422" in spec["paths"]["/api/models"]["post"]["responses"]  # an invalid model
     assert httpx.get(f"{service.base}/docs").status_code == 200
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from qualify import __version__
-from qualify.api import leads, models, problems, segment
+from qualify.api import leads, models, openapi, problems, segment
 from qualify.api.auth import KeyCache
 from qualify.api.committer import Committer
 from qualify.api.metrics import Metrics
@@ -84,6 +84,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         default_response_class=JsonResponse,
     )
     problems.install(app)
+    openapi.install(app)
     app.include_router(segment.router)
     app.include_router(leads.router)
     app.include_router(models.router)
