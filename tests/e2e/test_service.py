@@ -287,6 +287,8 @@ def test_sales_feedback_follows_the_lifecycle(service: Service) -> None:
         assert accepted["details"] == {"budget": "approved", "timeline": "Q3"}
         assert accepted["actor"] == "sales:test sales"
         sales.post(f"/api/leads/{user}/opportunity").raise_for_status()
+        negative = sales.post(f"/api/leads/{user}/won", json={"amount": -5})
+        assert (negative.status_code, negative.json()["code"]) == (400, "invalid_request")
         won = sales.post(f"/api/leads/{user}/won", json={"amount": 25000}).raise_for_status().json()
         assert won["to_stage"] == "customer"
         missing_lead = sales.post("/api/leads/nobody-here/accept")

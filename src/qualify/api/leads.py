@@ -144,7 +144,7 @@ class Reasoned(Feedback):
 
 
 class Amount(Feedback):
-    amount: float | None = None
+    amount: float | None = Field(None, ge=0, description="the deal's value (not negative)")
 
 
 def _act(
