@@ -34,7 +34,11 @@ def test_a_nul_character_is_found_but_an_escaped_backslash_is_not_one() -> None:
 )
 def test_messages_the_store_could_not_keep_are_refused(fields: dict, reason: str) -> None:
     with pytest.raises(MessageError, match=reason):
-        decode_line(line(**fields))
+        decode_line(line(**fields), keep_raw=True)  # as `qualify ingest` reads lines
+
+
+def test_a_nul_character_is_fine_where_nothing_is_stored() -> None:
+    assert decode_line(line(properties={"x": "\u0000"})).properties == {"x": "\u0000"}
 
 
 def test_ids_of_200_characters_are_fine() -> None:

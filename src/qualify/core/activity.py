@@ -166,7 +166,7 @@ def decode_line(
 
     `keep_raw` keeps the line itself on the event, for a store that saves messages as sent.
     """
-    if has_nul(line):
+    if keep_raw and has_nul(line):  # only a store minds (PostgreSQL cannot keep it)
         raise MessageError(_NUL)
     try:
         wire = _DECODER.decode(line)
@@ -273,7 +273,15 @@ def _build(
     message_id = wire.message_id
     if type(message_id) is not str or not message_id:
         message_id = _text(message_id) or derived_id or ""
-    _check_texts(user_id, anonymous_id, message_id, group_id, previous_id, event)
+    if (  # the common case in one expression: this runs for every message ingested
+        len(message_id) > MAX_TEXT
+        or len(event) > MAX_TEXT
+        or (user_id is not None and (len(user_id) > MAX_TEXT or user_id.startswith(ANON_PREFIX)))
+        or (anonymous_id is not None and len(anonymous_id) > MAX_TEXT)
+        or (group_id is not None and len(group_id) > MAX_TEXT)
+        or (previous_id is not None and len(previous_id) > MAX_TEXT)
+    ):
+        _check_texts(user_id, anonymous_id, message_id, group_id, previous_id, event)
     return ActivityEvent(  # positional: measurably faster than keywords on this hot path
         message_id,
         kind,
