@@ -51,13 +51,6 @@ class IdentityGraph:
     def _table(self, kind: str) -> dict[str, str]:
         return self.users if kind == USER else self.anonymous
 
-    @property
-    def keys(self) -> dict[tuple[str, str], str]:
-        """Every (kind, id) key and its lead."""
-        found = {(USER, k): v for k, v in self.users.items()}
-        found.update({(ANON, k): v for k, v in self.anonymous.items()})
-        return found
-
     def lead_of(self, kind: str, value: str) -> str | None:
         return self._table(kind).get(value)
 
