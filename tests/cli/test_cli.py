@@ -229,3 +229,23 @@ def test_demo_builds_a_scored_store(tmp_path: Path) -> None:
     assert any(r["stage"] == "mql" for r in listed)
     again = qualify("demo", "--leads", "300", cwd=tmp_path)  # a demo store is rebuilt
     assert "funnel" in again.stdout
+
+
+def test_keys_are_shown_once_listed_without_secrets_and_revoked(tmp_path: Path) -> None:
+    created = qualify("keys", "create", "--role", "sales", "--name", "crm", cwd=tmp_path)
+    secret = created.stdout.strip()
+    assert secret.startswith("qk_sales_") and len(secret) > 40
+    assert "cannot be shown again" in created.stderr
+    listed = json.loads(qualify("keys", "list", "--json", cwd=tmp_path).stdout)
+    assert [(k["id"], k["role"], k["name"], k["revoked"]) for k in listed] == [
+        (1, "sales", "crm", None)
+    ]
+    assert secret not in json.dumps(listed)
+    assert listed[0]["prefix"].startswith("qk_sales_")
+    qualify("keys", "revoke", "1", cwd=tmp_path)
+    assert json.loads(qualify("keys", "list", "--json", cwd=tmp_path).stdout)[0]["revoked"]
+    again = qualify("keys", "revoke", "1", cwd=tmp_path, check=False)
+    assert again.returncode == 2
+    assert "no live key #1" in again.stderr
+    wrong = qualify("keys", "create", "--role", "boss", cwd=tmp_path, check=False)
+    assert (wrong.returncode, "unknown role `boss`" in wrong.stderr) == (2, True)
