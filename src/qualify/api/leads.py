@@ -17,7 +17,14 @@ from qualify.core.activity import format_time
 from qualify.core.lifecycle import BANT_FIELDS, Stage
 from qualify.errors import NoActiveModel
 from qualify.service.feedback import record_action
-from qualify.service.queries import SORTS, LeadFilters, explain_lead, page_leads, recent_events
+from qualify.service.queries import (
+    SORTS,
+    LeadFilters,
+    explain_lead,
+    iso_times,
+    page_leads,
+    recent_events,
+)
 from qualify.store.keys import ApiKey
 from qualify.store.versions import active_version
 
@@ -80,14 +87,6 @@ def _check_filters(request: Request, filters: LeadFilters) -> None:
             raise ApiProblem(400, "invalid_filter", f"unknown {field} `{value}`: use {known}")
 
 
-def _summary(row: dict[str, Any]) -> dict[str, Any]:
-    out = dict(row)
-    for column in ("qualified_at", "scored_at", "stage_at"):
-        if out.get(column) is not None:
-            out[column] = format_time(out[column])
-    return out
-
-
 @router.get("/leads", summary="Leads, filtered and sorted, a page at a time")
 def list_leads(
     request: Request,
@@ -108,14 +107,14 @@ def list_leads(
     rows, position = page_leads(
         request.app.state.engine, filters, sort=sort, after=_position(cursor, sort), limit=limit
     )
-    return {"leads": [_summary(r) for r in rows], "next_cursor": _cursor(sort, position)}
+    return {"leads": [iso_times(r) for r in rows], "next_cursor": _cursor(sort, position)}
 
 
 @router.get("/leads/{lead_id}", summary="One lead: profile, scores, contributions, history")
 def get_lead(request: Request, lead_id: str, _: Reader) -> dict[str, Any]:
     engine = request.app.state.engine
     explanation = explain_lead(engine, lead_id).to_dict()
-    explanation["lead"] = _summary(explanation["lead"])
+    explanation["lead"] = iso_times(explanation["lead"])
     explanation["recent_events"] = recent_events(engine, explanation["lead"]["id"])
     return explanation
 
@@ -123,7 +122,7 @@ def get_lead(request: Request, lead_id: str, _: Reader) -> dict[str, Any]:
 @router.get("/leads/{lead_id}/explain", summary="Every point of a lead, with rule and events")
 def explain(request: Request, lead_id: str, _: Reader) -> dict[str, Any]:
     explanation = explain_lead(request.app.state.engine, lead_id).to_dict()
-    explanation["lead"] = _summary(explanation["lead"])
+    explanation["lead"] = iso_times(explanation["lead"])
     return explanation
 
 

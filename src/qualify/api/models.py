@@ -3,6 +3,7 @@ the versions, activate one — rescoring every lead as a background job with pro
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from typing import Annotated, Any
@@ -15,8 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from qualify.api.leads import require
 from qualify.api.problems import ApiProblem
 from qualify.api.responses import JsonResponse
-from qualify.core.activity import format_time
 from qualify.model import load_model
+from qualify.service.queries import iso_times
 from qualify.service.rescore import activate_version
 from qualify.store.database import writing
 from qualify.store.jobs import create_job, finish_job, get_job, job_progress
@@ -29,10 +30,6 @@ router = APIRouter(prefix="/api", tags=["models"])
 Modeler = Annotated[ApiKey, Depends(require("models"))]
 Reader = Annotated[ApiKey, Depends(require("read"))]
 MAX_MODEL_BYTES = 1024 * 1024
-
-
-def _when(value: float | None) -> str | None:
-    return format_time(value) if value is not None else None
 
 
 @router.post("/models", status_code=201, summary="Upload a model (YAML); it is not active yet")
@@ -65,21 +62,7 @@ async def upload(request: Request, key: Modeler) -> JsonResponse:
 def versions(request: Request, _: Reader) -> dict[str, Any]:
     with request.app.state.engine.connect() as conn:
         found = list_versions(conn)
-    return {
-        "models": [
-            {
-                "id": v.id,
-                "name": v.name,
-                "version": v.version,
-                "checksum": v.checksum,
-                "created_by": v.created_by,
-                "created_at": _when(v.created_at),
-                "activated_at": _when(v.activated_at),
-                "active": v.active,
-            }
-            for v in found
-        ]
-    }
+    return {"models": [iso_times(dataclasses.asdict(v)) for v in found]}
 
 
 @router.post(
@@ -134,6 +117,4 @@ def job(request: Request, job_id: int, _: Reader) -> dict[str, Any]:
         found = get_job(conn, job_id)
     if found is None:
         raise ApiProblem(404, "job_not_found", f"no job #{job_id}")
-    found["created_at"] = _when(found["created_at"])
-    found["finished_at"] = _when(found["finished_at"])
-    return found
+    return iso_times(found)

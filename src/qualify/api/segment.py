@@ -27,7 +27,7 @@ from qualify.core.activity import (
     ActivityEvent,
     decode_message,
     format_time,
-    has_nul,
+    refuse_nul,
 )
 from qualify.errors import MessageError
 
@@ -123,8 +123,7 @@ def _message(
     text = orjson.dumps(raw)
     if len(text) > limit:
         raise MessageError(f"the message is {len(text):,} bytes; at most {limit:,} are accepted")
-    if has_nul(text):
-        raise MessageError("the message contains a NUL character (\\u0000), which cannot be stored")
+    refuse_nul(text)
     event = decode_message(raw, received_at=now)
     if raw.get("messageId") != event.message_id or "timestamp" not in raw:
         # stored as it will be read back: with the id derived for it and its time, so a
@@ -167,11 +166,11 @@ async def _ingest(request: Request, kind: str | None) -> JsonResponse:
             f"over {settings.rate_limit:g} messages a second for this write key",
             headers={"Retry-After": str(max(1, math.ceil(wait)))},
         )
-    started = time.perf_counter()
     if good:
+        started = time.perf_counter()
         await state.committer.submit(good)
+        state.metrics.ingest_latency(time.perf_counter() - started)
     state.metrics.rejected(len(rejected))
-    state.metrics.ingest_latency(time.perf_counter() - started)
     if rejected:
         raise ApiProblem(
             400,

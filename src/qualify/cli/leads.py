@@ -9,7 +9,6 @@ import typer
 
 from qualify.cli import render
 from qualify.cli.shared import DbOption, JsonOption, app, engine_for, lead_app, progress_bar
-from qualify.core.activity import format_time
 from qualify.core.lifecycle import BANT_FIELDS
 from qualify.errors import QualifyError
 
@@ -26,7 +25,7 @@ def leads(
 ) -> None:
     """List leads by score with stage, tier and grade."""
     from qualify.core.lifecycle import Stage
-    from qualify.service.queries import list_leads
+    from qualify.service.queries import iso_times, list_leads
 
     stage = stage.lower() if stage else None
     if stage is not None and stage not in {s.value for s in Stage}:
@@ -44,7 +43,7 @@ def leads(
             raise QualifyError(f"unknown tier `{tier}`: the active model's tiers are {known}")
     rows = list_leads(engine, stage=stage, tier=tier, limit=limit or None)
     if as_json:
-        render.print_json([_iso_times(row) for row in rows])
+        render.print_json([iso_times(row) for row in rows])
         return
     render.console.print(render.leads_table(rows, f"{len(rows)} leads"))
 
@@ -72,14 +71,6 @@ def _details(details: dict[str, Any]) -> str:
     if "score" in shown:
         shown["score"] = render.points(shown["score"])
     return ", ".join(f"{k}: {v}" for k, v in shown.items())
-
-
-def _iso_times(row: dict[str, Any]) -> dict[str, Any]:
-    """JSON output names moments in ISO-8601, like `explain --json` does."""
-    return {
-        k: format_time(v) if k.endswith("_at") and isinstance(v, float) else v
-        for k, v in row.items()
-    }
 
 
 def _print_explanation(data: dict[str, Any]) -> None:

@@ -28,6 +28,7 @@ __all__ = [
     "format_time",
     "has_nul",
     "parse_time",
+    "refuse_nul",
 ]
 
 MESSAGE_TYPES = ("identify", "track", "page", "screen", "group", "alias")
@@ -133,7 +134,6 @@ class _Wire(msgspec.Struct, rename="camel"):
 
 
 _DECODER = msgspec.json.Decoder(_Wire)
-_NUL = "the message contains a NUL character (\\u0000), which cannot be stored"
 _FIELD = re.compile(r"at `\$\.(\w+)`")
 
 
@@ -166,8 +166,8 @@ def decode_line(
 
     `keep_raw` keeps the line itself on the event, for a store that saves messages as sent.
     """
-    if keep_raw and has_nul(line):  # only a store minds (PostgreSQL cannot keep it)
-        raise MessageError(_NUL)
+    if keep_raw:  # only a store minds (PostgreSQL cannot keep it)
+        refuse_nul(line)
     try:
         wire = _DECODER.decode(line)
     except msgspec.ValidationError:
@@ -326,6 +326,12 @@ def _check_texts(
         raise MessageError(
             f"`userId` may not start with `{ANON_PREFIX}`: that prefix names anonymous visitors"
         )
+
+
+def refuse_nul(text: bytes | str) -> None:
+    """`MessageError` when a message about to be stored holds a NUL character."""
+    if has_nul(text):
+        raise MessageError("the message contains a NUL character (\\u0000), which cannot be stored")
 
 
 def has_nul(text: bytes | str) -> bool:

@@ -22,6 +22,7 @@ __all__ = [
     "LeadFilters",
     "explain_lead",
     "funnel",
+    "iso_times",
     "list_leads",
     "page_leads",
     "recent_events",
@@ -64,6 +65,14 @@ def list_leads(
         query = query.limit(limit)
     with engine.connect() as conn:
         return [dict(row._mapping) for row in conn.execute(query)]
+
+
+def iso_times(row: dict[str, Any]) -> dict[str, Any]:
+    """A row for JSON: its moments (`*_at` columns, stored as epoch seconds) in ISO-8601."""
+    return {
+        k: format_time(v) if k.endswith("_at") and isinstance(v, float) else v
+        for k, v in row.items()
+    }
 
 
 @dataclass(frozen=True, slots=True)
