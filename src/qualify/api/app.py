@@ -101,7 +101,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         ).observe(time.perf_counter() - started)
         return response
 
-    @app.get("/healthz", tags=["operations"], summary="Liveness and the store's reachability")
+    @app.get(
+        "/healthz",
+        tags=["operations"],
+        summary="Liveness and the store's reachability",
+        openapi_extra=openapi.OPEN,
+    )
     def healthz(request: Request) -> JsonResponse:
         try:
             with request.app.state.engine.connect() as conn:
@@ -111,7 +116,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             return JsonResponse(body, status_code=503)
         return JsonResponse({"status": "ok", "version": __version__})
 
-    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics of this worker")
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        summary="Prometheus metrics of this worker",
+        openapi_extra=openapi.OPEN,
+    )
     def metrics(request: Request) -> Response:
         return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
 

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from qualify.api.leads import require
+from qualify.api.openapi import ERROR_BODY
 from qualify.api.problems import ApiProblem
 from qualify.api.responses import JsonResponse
 from qualify.model import load_model
@@ -32,7 +33,31 @@ Reader = Annotated[ApiKey, Depends(require("read"))]
 MAX_MODEL_BYTES = 1024 * 1024
 
 
-@router.post("/models", status_code=201, summary="Upload a model (YAML); it is not active yet")
+@router.post(
+    "/models",
+    status_code=201,
+    summary="Upload a model (YAML); it is not active yet",
+    responses={
+        422: {
+            "description": "an invalid model: every problem's line, column, message",
+            **ERROR_BODY,
+        }
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}}},
+        },
+        "parameters": [
+            {
+                "name": "filename",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "default": "model.yaml"},
+            }
+        ],
+    },
+)
 async def upload(request: Request, key: Modeler) -> JsonResponse:
     body = await request.body()
     if len(body) > MAX_MODEL_BYTES:

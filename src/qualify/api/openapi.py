@@ -1,6 +1,6 @@
 """The OpenAPI document as the service really behaves: keys (Bearer or Basic) for the
-Authorize button in `/docs`, request bodies of the routes that read raw bodies, and the one
-error shape (FastAPI's generated 422 validation answers are 400 here)."""
+Authorize button in `/docs`, and the one error shape (FastAPI's generated 422 validation
+answers are 400 here). Routes that read their body themselves describe it with `json_body`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-__all__ = ["install"]
+__all__ = ["BATCH", "ERROR_BODY", "MESSAGE", "OPEN", "install", "json_body"]
 
 ERROR = {
     "type": "object",
@@ -38,6 +38,8 @@ MESSAGE = {
         "previousId": {"type": "string"},
     },
 }
+ERROR_BODY = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+OPEN = {"security": []}  # a route's `openapi_extra` when it needs no key
 BATCH = {
     "type": "object",
     "required": ["batch"],
@@ -63,54 +65,25 @@ def install(app: FastAPI) -> None:
             "basic": {"type": "http", "scheme": "basic", "description": "key as user name"},
         }
         doc["security"] = [{"bearer": []}, {"basic": []}]
-        error = {
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-        }
-        for path, operations in doc.get("paths", {}).items():
+        for operations in doc.get("paths", {}).values():
             for operation in operations.values():
                 responses = operation.setdefault("responses", {})
-                responses.pop("422", None)
+                if "HTTPValidationError" in str(responses.get("422", "")):
+                    del responses["422"]  # FastAPI's validation answer: 400 here
+                if operation.get("security") == []:  # open routes (health, metrics)
+                    continue
                 for status, what in (
                     ("400", "invalid request"),
                     ("401", "no or unknown key"),
                     ("403", "the key's role may not"),
                 ):
-                    responses.setdefault(status, {"description": what, **error})
-                if path == "/v1/batch":
-                    operation["requestBody"] = _body(BATCH)
-                elif path.startswith("/v1/"):
-                    operation["requestBody"] = _body(MESSAGE)
-                elif (
-                    path == "/api/models"
-                    and "operationId" in operation
-                    and "upload" in operation["operationId"]
-                ):
-                    operation["requestBody"] = {
-                        "required": True,
-                        "content": {"application/yaml": {"schema": {"type": "string"}}},
-                    }
-                    operation["responses"]["422"] = {
-                        "description": "an invalid model: every problem's line, column, message",
-                        **error,
-                    }
-                    operation.setdefault("parameters", []).append(
-                        {
-                            "name": "filename",
-                            "in": "query",
-                            "required": False,
-                            "schema": {"type": "string", "default": "model.yaml"},
-                        }
-                    )
-        for path in ("/healthz", "/metrics"):
-            for operation in doc["paths"].get(path, {}).values():
-                operation["security"] = []
-                for status in ("400", "401", "403"):
-                    operation["responses"].pop(status, None)
+                    responses.setdefault(status, {"description": what, **ERROR_BODY})
         app.openapi_schema = doc
         return doc
 
     app.openapi = schema  # type: ignore[method-assign]
 
 
-def _body(schema: dict[str, Any]) -> dict[str, Any]:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+def json_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """A route's `openapi_extra` for a JSON body it reads itself (not through a model)."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}

@@ -20,6 +20,7 @@ import orjson
 from fastapi import APIRouter, Request
 
 from qualify.api.auth import secret_from_headers
+from qualify.api.openapi import BATCH, MESSAGE, json_body
 from qualify.api.problems import ApiProblem
 from qualify.api.responses import JsonResponse
 from qualify.core.activity import (
@@ -187,7 +188,9 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
-@router.post("/v1/batch", summary="Send a batch of Segment messages")
+@router.post(
+    "/v1/batch", summary="Send a batch of Segment messages", openapi_extra=json_body(BATCH)
+)
 async def batch(request: Request) -> JsonResponse:
     return await _ingest(request, None)
 
@@ -198,7 +201,11 @@ def _single(kind: str) -> None:
 
     endpoint.__name__ = kind
     router.add_api_route(
-        f"/v1/{kind}", endpoint, methods=["POST"], summary=f"Send one `{kind}` message"
+        f"/v1/{kind}",
+        endpoint,
+        methods=["POST"],
+        summary=f"Send one `{kind}` message",
+        openapi_extra=json_body(MESSAGE),
     )
 
 
