@@ -34,7 +34,8 @@ def serve(
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
 ) -> None:
     """Run the HTTP service: Segment-compatible ingestion at /v1, the lead API at /api,
-    OpenAPI docs at /docs."""
+    OpenAPI docs at /docs. Callers need keys: `qualify keys create --role write` for a
+    website, `--role sales` for a CRM; the store needs an active model to accept messages."""
     import uvicorn
 
     engine = engine_for(db, create=True)  # create and migrate the store once, up front
