@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from qualify.core.predicates import compile_predicate
 from qualify.errors import ModelError
@@ -97,3 +99,21 @@ def holds(yaml_text: str, data: dict) -> bool:
 )
 def test_operator(condition: str, data: dict, expected: bool) -> None:
     assert holds(condition, data) is expected
+
+
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 3),
+    st.floats(-3, 3, allow_nan=False),
+    st.sampled_from(["US", "us", "Us ", "1", "1.0", " 2", "true", "False", "", "x"]),
+)
+
+
+@given(expected=st.lists(_scalars, max_size=5), value=_scalars)
+def test_in_holds_when_any_element_equals(expected: list, value: object) -> None:
+    """`in` looks text up in a set; it must agree with `equals` against each element."""
+    from qualify.core.predicates import _element_test
+
+    either = any(_element_test("equals", e)(value) for e in expected)
+    assert _element_test("in", expected)(value) is either

@@ -6,21 +6,20 @@ import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
-from sqlalchemy import Engine, select
-from sqlalchemy.engine import make_url
 
 from qualify.cli import render
 from qualify.cli.shared import DbOption, app, progress_bar
 from qualify.errors import QualifyError
 from qualify.model import load_model
 from qualify.service.demo import DAY, DemoSpec, demo_model_text, generate
-from qualify.store import database_url, open_engine
-from qualify.store.tables import leads, model_versions
+
+if TYPE_CHECKING:  # the store is imported where it is used, so `qualify score` starts fast
+    from sqlalchemy import Engine
 
 __all__ = ["run_demo"]
 
@@ -34,9 +33,15 @@ REJECT_REASONS = (
 LOST_REASONS = ("chose a competitor", "project postponed", "price")
 
 
-def _fresh_store(db: str | None) -> Engine:
+def _fresh_store(db: str | None) -> "Engine":
     """A new, empty store. An existing SQLite demo store is replaced; anything else that
     already holds data is refused, so the demo never overwrites real leads."""
+    from sqlalchemy import select
+    from sqlalchemy.engine import make_url
+
+    from qualify.store import database_url, open_engine
+    from qualify.store.tables import leads, model_versions
+
     url = make_url(database_url(db))
     if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
         path = Path(url.database)
@@ -136,8 +141,12 @@ def _funnel_table(counts: dict[str, Any]) -> None:
     render.console.print(table)
 
 
-def _sales_outcomes(engine: Engine, rng: random.Random, now: float, act: Any) -> int:
+def _sales_outcomes(engine: "Engine", rng: random.Random, now: float, act: Any) -> int:
     """Sales works part of the MQLs: accept or reject, some become opportunities, won, lost."""
+    from sqlalchemy import select
+
+    from qualify.store.tables import leads
+
     with engine.connect() as conn:
         rows = conn.execute(
             select(leads.c.id, leads.c.qualified_at)

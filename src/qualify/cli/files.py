@@ -24,7 +24,7 @@ from qualify.cli.shared import (
     report_problems,
 )
 from qualify.core.activity import ActivityEvent
-from qualify.core.scoring import CompiledModel
+from qualify.core.scoring import CompiledModel, LeadScore
 from qualify.errors import QualifyError
 
 
@@ -53,7 +53,7 @@ def score(
         if as_json:
             out = sys.stdout.buffer
             for lead_id, result, _profile in results:
-                out.write(orjson.dumps({"lead": lead_id, **result.to_dict()}) + b"\n")
+                out.write(_score_line(lead_id, result))
             out.flush()
         else:
             ranked = sorted(
@@ -65,6 +65,23 @@ def score(
     report_problems(events, problems)
     if problems.items:
         raise typer.Exit(1)
+
+
+def _score_line(lead_id: str, r: LeadScore) -> bytes:
+    """One lead as a JSON line: `LeadScore.to_dict` with the lead first. orjson writes the
+    contributions (dataclasses) itself, which halves the cost for a large file."""
+    line = {
+        "lead": lead_id,
+        "fit": r.fit,
+        "engagement": r.engagement,
+        "score": r.score,
+        "mql": r.mql,
+        "pql": r.pql,
+        "tier": r.tier,
+        "grade": r.grade,
+        "contributions": r.contributions,
+    }
+    return orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
 
 
 def _score_table(ranked: list[Any], limit: int) -> None:

@@ -7,16 +7,18 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import Engine
 
 from qualify.cli import render
 from qualify.core.activity import parse_time
 from qualify.errors import MessageError, QualifyError
 from qualify.model import ScoringModel, load_model
+
+if TYPE_CHECKING:  # commands import the store when they use it: `qualify score` starts fast
+    from sqlalchemy import Engine
 
 app = typer.Typer(
     name="qualify",
@@ -42,7 +44,7 @@ DbOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def engine_for(db: str | None, *, create: bool = False) -> Engine:
+def engine_for(db: str | None, *, create: bool = False) -> "Engine":
     """The store; only `demo` and `model activate` may start a new one."""
     from qualify.store import open_engine
 

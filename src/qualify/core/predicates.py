@@ -72,8 +72,7 @@ def _element_test(op: str, expected: Any) -> Callable[[Any], bool]:
     if op == "equals":
         return _equals(expected)
     if op == "in":
-        tests = [_equals(v) for v in expected]
-        return lambda v: any(t(v) for t in tests)
+        return _in(expected)
     if op in ("contains", "starts_with", "ends_with"):
         text = _fold(expected)
         method = {
@@ -116,6 +115,21 @@ def _equals(expected: Any) -> Callable[[Any], bool]:
     if number is None:
         return lambda v: isinstance(v, str) and v.casefold() == folded
     return lambda v: v.casefold() == folded if isinstance(v, str) else to_number(v) == number
+
+
+def _in(expected: list[Any]) -> Callable[[Any], bool]:
+    """`in`: any element `equals` the value. A text value matches a text element exactly
+    when their casefolded forms are equal, so those are looked up in a set at once."""
+    tests = [_equals(e) for e in expected]
+    texts = frozenset(e.casefold() for e in expected if isinstance(e, str))
+    others = [t for e, t in zip(expected, tests, strict=True) if not isinstance(e, str)]
+
+    def holds(v: Any) -> bool:
+        if isinstance(v, str):
+            return v.casefold() in texts or (bool(others) and any(t(v) for t in others))
+        return any(t(v) for t in tests)
+
+    return holds
 
 
 def _compare(node: Compare) -> Test:

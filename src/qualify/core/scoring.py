@@ -70,11 +70,13 @@ class Contribution:
     rule: str
     aspect: str  # "fit" or "engagement"
     points: float
-    events: tuple[str, ...] = ()  # messageIds of the earning events
     raw_points: float = 0.0  # before decay and cap
     capped: bool = False
     decayed: bool = False
     expired: int = 0  # earning events whose points expired
+    events: tuple[str, ...] = ()  # messageIds of the earning events
+
+    # The fields are in `to_dict`'s order, so orjson can write a contribution as it is.
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -229,7 +231,11 @@ def rule_contribution(
     explain: bool = False,
 ) -> Contribution | None:
     """What an engagement rule gives at `as_of`, or None when it does not hold."""
-    n = bisect_right(hits, as_of, key=_timestamp)
+    if not hits:
+        return None
+    # Bisecting calls a key function at every step; most leads have no hit after `as_of`
+    # and none expired, so look at the ends first.
+    n = len(hits) if hits[-1][0] <= as_of else bisect_right(hits, as_of, key=_timestamp)
     earning = _earning(rule, hits, n)
     if not earning:
         return None
@@ -237,9 +243,11 @@ def rule_contribution(
     if rule.expires_after is not None:
         oldest = as_of - rule.expires_after
         if isinstance(earning, range):
-            start = max(earning.start, bisect_left(hits, oldest, 0, n, key=_timestamp))
-            expired = start - earning.start
-            earning = range(start, earning.stop)
+            first = earning.start
+            if hits[first][0] < oldest:
+                first = bisect_left(hits, oldest, first, n, key=_timestamp)
+            expired = first - earning.start
+            earning = range(first, earning.stop)
         else:
             kept = [i for i in earning if hits[i][0] >= oldest]
             expired = len(earning) - len(kept)
@@ -248,21 +256,21 @@ def rule_contribution(
             return None
     points = rule.points
     raw = points * len(earning)
+    earned = hits[earning.start : earning.stop] if isinstance(earning, range) else None
     if half_life is None:
         total = raw
-    else:
-        total = points * math.fsum(_decay(as_of, hits[i][0], half_life) for i in earning)
+    else:  # the same expression as `_decay`, inlined: this is summed for every hit
+        if earned is None:
+            earned = [hits[i] for i in earning]
+        total = points * math.fsum([0.5 ** ((as_of - h[0]) / half_life) for h in earned])
     total, capped = _capped(rule, total)
-    events = tuple(hits[i][1] for i in earning) if explain else ()
+    events: tuple[str, ...] = ()
+    if explain:
+        if earned is None:
+            earned = [hits[i] for i in earning]
+        events = tuple([h[1] for h in earned])
     return Contribution(
-        rule=rule.name,
-        aspect="engagement",
-        points=total,
-        events=events,
-        raw_points=raw,
-        capped=capped,
-        decayed=half_life is not None,
-        expired=expired,
+        rule.name, "engagement", total, raw, capped, half_life is not None, expired, events
     )
 
 
@@ -347,7 +355,7 @@ def _fit_part(
     for rule, test in zip(compiled.model.fit, compiled.fit_tests, strict=True):
         if test(profile):
             fit += rule.points
-            contributions.append(Contribution(rule.name, "fit", rule.points, (), rule.points))
+            contributions.append(Contribution(rule.name, "fit", rule.points, rule.points))
     return fit, tuple(contributions)
 
 

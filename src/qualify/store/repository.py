@@ -8,10 +8,11 @@ executemany so a batch of thousands of messages costs a handful of statements.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any
 
+import msgspec
 import orjson
 from sqlalchemy import JSON, Connection, Table, bindparam, delete, insert, select, update
 
@@ -340,7 +341,7 @@ def stored_event(payload: dict[str, Any], ts: float) -> ActivityEvent:
     timestamp took the time it was received)."""
     event = decode_message(payload, received_at=ts)
     if event.timestamp != ts:  # the payload's text time is rounded to milliseconds
-        event = replace(event, timestamp=ts)
+        event = msgspec.structs.replace(event, timestamp=ts)
     return event
 
 
