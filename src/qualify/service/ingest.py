@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Engine, select
 
 from qualify.core.activity import ActivityEvent
 from qualify.core.identity import ANON, USER, IdentityGraph
-from qualify.core.leadbook import Applied, LeadBook
+from qualify.core.leadbook import Applied, LeadBook, LeadRecord
 from qualify.core.lifecycle import Stage
 from qualify.core.scoring import (
     CompiledModel,
@@ -28,6 +28,7 @@ from qualify.core.scoring import (
     score_state,
 )
 from qualify.service.progress import Ledger, apply_score, qualify_record
+from qualify.service.routing import Routing, routing_input
 from qualify.store import repository as repo
 from qualify.store.database import GENERATION, writing
 from qualify.store.tables import events, ledger, transitions
@@ -215,6 +216,7 @@ class _BatchWork:
         self.groups: set[str] = set()  # accounts whose traits a message set
         self.fit_rules = {rule.name for rule in self.compiled.model.fit}
         self.values = ValuesAt(self.compiled, now)
+        self.routing: Routing | None = None
 
     def step(self, messages: list[ActivityEvent]) -> None:
         self.report.received += len(messages)
@@ -311,6 +313,7 @@ class _BatchWork:
         came to hold. Returns the stage changes to record."""
         compiled, book = self.compiled, self.book
         changes = []
+        qualified = []
         for lead_id, since in self.earliest.items():
             record, status = book.leads[lead_id], self.statuses[lead_id]
             result = score_state(compiled, book.profile(record, self.now), record.state, self.now)
@@ -319,7 +322,19 @@ class _BatchWork:
             change = qualify_record(compiled, book, record, status, since=since, now=self.now)
             if change is not None:
                 changes.append(repo.transition_row(change, self.version_id))
+                qualified.append((record, status))
+        if qualified and compiled.model.routing:
+            self._route(qualified)
         return changes
+
+    def _route(self, qualified: list[tuple[LeadRecord, repo.LeadStatus]]) -> None:
+        """Route the new MQLs in this transaction (acknowledged means routed too), by their
+        profile and score at the batch's clock."""
+        accounts = {record.account_id for record, _ in qualified if record.account_id}
+        self.routing = Routing.start(self.conn, self.compiled.model, self.version_id, accounts)
+        for record, status in qualified:
+            lead = routing_input(self.book, record, status, self.now)
+            self.routing.route(lead, status, self.now)
 
     def _write_rows(self) -> None:
         """Event and ledger rows so far, with the lead ids the merges so far left. Rows of a
@@ -355,6 +370,8 @@ class _BatchWork:
         repo.save_leads(conn, touched, self.existing_leads - self.book.removed)
         dirty = [self.book.accounts[a] for a in self.groups]
         repo.save_accounts(conn, dirty, self.existing_accounts, self.now)
+        if self.routing is not None:  # after the accounts: an assignment may set an owner
+            self.routing.write(conn, _final_owners(self.merges) if self.merges else None)
 
     def _fresh(self, batch: list[ActivityEvent]) -> list[ActivityEvent]:
         """The messages not seen before (in this transaction or in the store): idempotence."""

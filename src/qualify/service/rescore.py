@@ -14,6 +14,7 @@ from qualify.core.scoring import CompiledModel, score_state
 from qualify.errors import QualifyError
 from qualify.model import ScoringModel
 from qualify.service.progress import Ledger, apply_score, qualify_record
+from qualify.service.routing import Routing, routing_input
 from qualify.store import repository as repo
 from qualify.store.database import writing
 from qualify.store.tables import events, leads, ledger, transitions
@@ -121,6 +122,7 @@ def _rescore_batch(
             compiled.apply(book.leads[lead_id].state, repo.stored_event(payload, ts))
     ledger_rows = Ledger(version_id, now)
     changes = []
+    qualified: list[repo.StoredLead] = []
     stale_set = set(stale)
     for lead_id, item in stored.items():
         record, status = item.record, item.status
@@ -136,10 +138,18 @@ def _rescore_batch(
         )
         if change is not None:
             changes.append(repo.transition_row(change, version_id))
+            qualified.append(item)
         if before != (status.stage, status.mql, status.pql, status.tier, status.grade):
             report.changed += 1
     report.leads += len(stored)
     report.new_mqls += len(changes)
     repo.insert_rows(conn, ledger, ledger_rows.rows)
     repo.insert_rows(conn, transitions, changes)
+    if qualified and compiled.model.routing:
+        account_ids = {s.record.account_id for s in qualified if s.record.account_id}
+        routing = Routing.start(conn, compiled.model, version_id, account_ids)
+        for item in qualified:
+            lead = routing_input(book, item.record, item.status, now)
+            routing.route(lead, item.status, now)
+        routing.write(conn)
     repo.save_leads(conn, list(stored.values()), set(stored))

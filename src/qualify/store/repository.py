@@ -20,7 +20,16 @@ from qualify.core.activity import ActivityEvent, decode_message
 from qualify.core.leadbook import Account, LeadRecord, Traits
 from qualify.core.lifecycle import Stage, StageChanged
 from qualify.core.state import LeadState
-from qualify.store.tables import accounts, events, identities, leads, ledger, transitions
+from qualify.store.tables import (
+    accounts,
+    events,
+    identities,
+    leads,
+    ledger,
+    routings,
+    sla_breaches,
+    transitions,
+)
 
 __all__ = ["LeadStatus", "StoredLead", "chunks"]
 
@@ -51,6 +60,13 @@ class LeadStatus:
     model_version_id: int | None = None
     scored_at: float | None = None
     created_at: float = 0.0
+    routing: str | None = None  # how it was last routed: nurture, assign, unrouted
+    owner: str | None = None
+    team: str | None = None
+    nurture_campaign: str | None = None
+    routed_at: float | None = None
+    sla_due_at: float | None = None
+    sla_breached_at: float | None = None
 
 
 @dataclass(slots=True)
@@ -102,6 +118,7 @@ def lead_from_row(row: Any, rule_count: int, *, lenient: bool = False) -> Stored
         model_version_id=m["model_version_id"],
         scored_at=m["scored_at"],
         created_at=m["created_at"],
+        **{name: m[name] for name in ROUTING_COLUMNS},
     )
     return StoredLead(record, status)
 
@@ -135,7 +152,28 @@ def lead_values(stored: StoredLead) -> dict[str, Any]:
         "model_version_id": s.model_version_id,
         "scored_at": s.scored_at,
         "created_at": s.created_at,
+        **routing_values(s),
     }
+
+
+ROUTING_COLUMNS = (
+    "routing",
+    "owner",
+    "team",
+    "nurture_campaign",
+    "routed_at",
+    "sla_due_at",
+    "sla_breached_at",
+)
+
+
+def routing_values(status: LeadStatus) -> dict[str, Any]:
+    return {name: getattr(status, name) for name in ROUTING_COLUMNS}
+
+
+def save_routing_columns(conn: Connection, lead_id: str, status: LeadStatus) -> None:
+    """Write where a lead was routed and its SLA (routing outside ingestion)."""
+    conn.execute(leads.update().where(leads.c.id == lead_id).values(routing_values(status)))
 
 
 def load_leads(
@@ -219,7 +257,7 @@ def merge_leads(conn: Connection, merges: Sequence[tuple[str, str]]) -> None:
     if not merges:
         return
     pairs = [{"lead_id": target, MATCH: source} for source, target in merges]
-    for table in (identities, events, ledger, transitions):
+    for table in (identities, events, ledger, transitions, routings, sla_breaches):
         update_rows(conn, table, "lead_id", pairs)
     conn.execute(delete(leads).where(leads.c.id.in_([source for source, _ in merges])))
 

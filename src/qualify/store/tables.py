@@ -35,8 +35,12 @@ __all__ = [
     "jobs",
     "leads",
     "ledger",
+    "members",
     "metadata",
     "model_versions",
+    "roster_seats",
+    "routings",
+    "sla_breaches",
     "store_state",
     "transitions",
 ]
@@ -65,6 +69,7 @@ accounts = Table(
     Column("traits", Json, nullable=False),
     Column("trait_stamps", Json, nullable=False),
     Column("updated_at", Float, nullable=False),
+    Column("owner", String(200)),  # the member who owns the account (`account_owner: true`)
 )
 
 leads = Table(
@@ -96,6 +101,14 @@ leads = Table(
     Column("model_version_id", Integer, ForeignKey("model_versions.id")),
     Column("scored_at", Float),
     Column("created_at", Float, nullable=False),
+    # routing: where the lead went (see `routings` for the history) and its SLA
+    Column("routing", String(20)),  # nurture, assign or unrouted; null: never routed
+    Column("owner", String(200), index=True),
+    Column("team", String(200)),
+    Column("nurture_campaign", String(200)),
+    Column("routed_at", Float),
+    Column("sla_due_at", Float, index=True),
+    Column("sla_breached_at", Float),
 )
 
 identities = Table(
@@ -183,4 +196,56 @@ store_state = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("generation", BigInteger, nullable=False, server_default="0"),
+)
+
+# Every routing decision: by the model's rules, re-routing, manual assignment, SLA breach.
+routings = Table(
+    "routings",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("lead_id", String(200), nullable=False, index=True),
+    Column("kind", String(20), nullable=False),  # nurture, assign, unrouted
+    Column("rule", String(200)),
+    Column("team", String(200)),
+    Column("member", String(200)),
+    Column("campaign", String(200)),
+    Column("strategy", String(40)),
+    Column("reason", Text, nullable=False, server_default=""),
+    Column("skipped", Json, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("at", Float, nullable=False),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id")),
+)
+
+# The round-robin cursor: per team and member, the team's assignment number that last went
+# to the member, and how many of the team's leads the member had (weighted routing).
+roster_seats = Table(
+    "roster_seats",
+    metadata,
+    Column("team", String(200), primary_key=True),
+    Column("member", String(200), primary_key=True),
+    Column("last", BigInteger, nullable=False, server_default="0"),
+    Column("assigned", BigInteger, nullable=False, server_default="0"),
+)
+
+# Members marked available or not (out of office); a member without a row is available.
+members = Table(
+    "members",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("available", Boolean, nullable=False),
+    Column("note", Text, nullable=False, server_default=""),
+    Column("updated_at", Float, nullable=False),
+    Column("updated_by", String(200), nullable=False),
+)
+
+sla_breaches = Table(
+    "sla_breaches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("lead_id", String(200), nullable=False, index=True),
+    Column("member", String(200)),
+    Column("due_at", Float, nullable=False),
+    Column("breached_at", Float, nullable=False),
+    Column("model_version_id", Integer, ForeignKey("model_versions.id")),
 )

@@ -1,0 +1,137 @@
+"""Commands on routing: assign and re-route a lead, members' availability, the worker."""
+
+# No `from __future__ import annotations`: Typer reads the annotations at run time.
+import os
+import time
+from typing import Annotated, Any
+
+import typer
+
+from qualify.cli import render
+from qualify.cli.shared import DbOption, JsonOption, app, engine_for, lead_app
+
+members_app = typer.Typer(
+    help="Members who take leads: who is available, how many open MQLs they hold.",
+    no_args_is_help=True,
+)
+app.add_typer(members_app, name="members")
+
+ByOption = Annotated[str, typer.Option("--by", help="Who does it (recorded).")]
+
+
+def _me() -> str:
+    return os.environ.get("USER") or "ops"
+
+
+def _print_decision(lead: str, decision: Any) -> None:
+    if decision.kind == "assign":
+        where = f"assigned to {decision.member}" + (f" ({decision.team})" if decision.team else "")
+    elif decision.kind == "nurture":
+        where = f"to nurture campaign {decision.campaign}"
+    else:
+        where = "unrouted"
+    render.console.print(f"{lead}: {where} — {decision.reason}", markup=False)
+
+
+@lead_app.command("assign")
+def assign(
+    lead: Annotated[str, typer.Argument(help="The lead id.")],
+    member: Annotated[str, typer.Argument(help="Who gets the lead.")],
+    team: Annotated[str | None, typer.Option(help="The member's team (recorded).")] = None,
+    by: ByOption = "",
+    db: DbOption = None,
+) -> None:
+    """Give a lead to a member by hand (recorded with who did it)."""
+    from qualify.service.routing import assign_lead
+
+    decision = assign_lead(engine_for(db), lead, member, actor=by or _me(), team=team)
+    _print_decision(lead, decision)
+
+
+@lead_app.command("route")
+def route(
+    lead: Annotated[str, typer.Argument(help="The lead id (an MQL).")],
+    by: ByOption = "",
+    db: DbOption = None,
+) -> None:
+    """Route an MQL again by the active model's routing rules."""
+    from qualify.service.routing import reroute_lead
+
+    _print_decision(lead, reroute_lead(engine_for(db), lead, actor=by or _me()))
+
+
+@members_app.command("list")
+def list_(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """Members the active model routes to (and any marked by hand), with open MQLs."""
+    from rich.table import Table
+
+    from qualify.service.routing import list_members
+
+    rows = list_members(engine_for(db))
+    if as_json:
+        render.print_json(rows)
+        return
+    table = Table(title=f"{len(rows)} members", title_justify="left")
+    for name in ("member", "teams", "available", "open MQLs", "note"):
+        table.add_column(name)
+    for r in rows:
+        table.add_row(
+            r["member"],
+            ", ".join(r["teams"]),
+            "yes" if r["available"] else "no",
+            str(r["open_mqls"]),
+            r["note"],
+        )
+    render.console.print(table)
+
+
+@members_app.command("away")
+def away(
+    member: Annotated[str, typer.Argument(help="The member (as the model names them).")],
+    note: Annotated[str, typer.Option(help="Why, or until when.")] = "",
+    by: ByOption = "",
+    db: DbOption = None,
+) -> None:
+    """Mark a member unavailable (out of office): routing skips them."""
+    from qualify.service.routing import set_available
+
+    set_available(engine_for(db), member, False, actor=by or _me(), note=note)
+    render.console.print(f"{member} is unavailable: routing skips them", markup=False)
+
+
+@members_app.command("back")
+def back(
+    member: Annotated[str, typer.Argument(help="The member.")],
+    by: ByOption = "",
+    db: DbOption = None,
+) -> None:
+    """Mark a member available again."""
+    from qualify.service.routing import set_available
+
+    set_available(engine_for(db), member, True, actor=by or _me())
+    render.console.print(f"{member} is available", markup=False)
+
+
+@app.command()
+def worker(
+    db: DbOption = None,
+    interval: Annotated[float, typer.Option(help="Seconds between rounds.", min=0.1)] = 30.0,
+    once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+) -> None:
+    """Run the scheduled work without the HTTP server: SLA breaches, and MQLs waiting for
+    a member. `qualify serve` runs the same in each of its workers."""
+    from qualify.service.scheduler import run_round
+
+    engine = engine_for(db)
+    render.console.print(f"worker: a round every {interval:g}s (Ctrl-C stops)", markup=False)
+    while True:
+        report = run_round(engine)
+        if report.breached or report.routed:
+            render.console.print(
+                f"{time.strftime('%H:%M:%S')} {report.breached} SLA breaches "
+                f"({report.reassigned} reassigned), {report.routed} waiting MQLs routed",
+                markup=False,
+            )
+        if once:
+            return
+        time.sleep(interval)
