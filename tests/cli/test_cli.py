@@ -249,3 +249,45 @@ def test_keys_are_shown_once_listed_without_secrets_and_revoked(tmp_path: Path) 
     assert "no live key #1" in again.stderr
     wrong = qualify("keys", "create", "--role", "boss", cwd=tmp_path, check=False)
     assert (wrong.returncode, "unknown role `boss`" in wrong.stderr) == (2, True)
+
+
+def test_routing_from_the_command_line(tmp_path: Path) -> None:
+    """MQLs are routed as they are ingested; owners filter the list; assign, route, members
+    and one round of the worker (which finds the 3-second SLA breached)."""
+    qualify("model", "activate", str(FIXTURES / "routed.yaml"), cwd=tmp_path)
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC).isoformat()
+    messages = []
+    for n, user in enumerate(("u1", "u2", "u3")):
+        messages += [
+            {"type": "identify", "userId": user, "traits": {"company_size": 5000 - n}},
+            {"type": "track", "userId": user, "event": "Demo Requested", "timestamp": now},
+        ]
+        messages[-2]["timestamp"] = now
+    qualify("ingest", str(jsonl(tmp_path / "m.jsonl", messages)), cwd=tmp_path)
+    mine = json.loads(qualify("leads", "--owner", "ana", "--json", cwd=tmp_path).stdout)
+    assert [(r["id"], r["team"], r["routing"]) for r in mine] == [("u1", "enterprise", "assign")]
+    assert "ben" in qualify("leads", cwd=tmp_path).stdout  # the "routed to" column
+
+    assigned = qualify("lead", "assign", "u1", "zoe", "--by", "boss", cwd=tmp_path).stdout
+    assert "u1: assigned to zoe (enterprise) — assigned to zoe by boss" in assigned
+    rerouted = qualify("lead", "route", "u1", cwd=tmp_path).stdout
+    assert "u1: assigned to ana (enterprise)" in rerouted  # ana's turn comes round again
+    qualify("members", "away", "ben", "--note", "holiday", cwd=tmp_path)
+    members = json.loads(qualify("members", "list", "--json", cwd=tmp_path).stdout)
+    ben = next(m for m in members if m["member"] == "ben")
+    assert (ben["available"], ben["note"], ben["open_mqls"]) == (False, "holiday", 1)
+    qualify("members", "back", "ben", cwd=tmp_path)
+
+    import time
+
+    time.sleep(3.2)  # the model's SLA is 3 seconds
+    worked = qualify("worker", "--once", cwd=tmp_path).stdout
+    assert "3 SLA breaches (3 reassigned)" in worked
+    explained = json.loads(qualify("explain", "u2", "--json", cwd=tmp_path).stdout)
+    history = explained["routing"]["history"]
+    assert history[-1]["reason"].startswith("SLA breached by ben: ")
+    assert explained["routing"]["sla"]["seconds_left"] > 0
+    human = qualify("explain", "u2", cwd=tmp_path).stdout
+    assert "routing" in human and "SLA breached by ben" in human

@@ -95,6 +95,7 @@ def list_leads(
     tier: str | None = None,
     grade: str | None = None,
     source: str | None = None,
+    owner: Annotated[str | None, Query(description="the member the lead is assigned to")] = None,
     min_score: float | None = None,
     sort: Annotated[str, Query(description=f"one of {', '.join(SORTS)}")] = "-score",
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
@@ -102,7 +103,7 @@ def list_leads(
 ) -> dict[str, Any]:
     if sort not in SORTS:
         raise ApiProblem(400, "invalid_sort", f"`sort` must be one of {', '.join(SORTS)}")
-    filters = LeadFilters(stage, tier, grade, source, min_score)
+    filters = LeadFilters(stage, tier, grade, source, owner, min_score)
     _check_filters(request, filters)
     rows, position = page_leads(
         request.app.state.engine, filters, sort=sort, after=_position(cursor, sort), limit=limit

@@ -24,6 +24,7 @@ class ServiceSettings:
     max_message_bytes: int = MAX_MESSAGE  # one message, as Segment limits it
     rate_limit: float = 0.0  # messages a second per write key (0: no limit)
     group_limit: int = 5000  # messages committed together at most
+    schedule_every: float = 30.0  # seconds between scheduler rounds (SLA); 0: no scheduler
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
@@ -41,4 +42,5 @@ class ServiceSettings:
             max_body_bytes=int(number("QUALIFY_MAX_BODY_BYTES", MAX_BODY)),
             max_message_bytes=int(number("QUALIFY_MAX_MESSAGE_BYTES", MAX_MESSAGE)),
             rate_limit=number("QUALIFY_RATE_LIMIT", 0.0),
+            schedule_every=number("QUALIFY_SCHEDULE_EVERY", 30.0),
         )

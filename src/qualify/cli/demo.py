@@ -107,7 +107,7 @@ def run_demo(
     _funnel_table(counts)
     top_rows = list_leads(engine, stage="mql", limit=top)
     table = Table(title=f"top {len(top_rows)} MQLs waiting for sales", title_justify="left")
-    for name in ("lead", "score", "tier", "grade", "source", "MQL since", "reasons"):
+    for name in ("lead", "score", "tier", "grade", "source", "MQL since", "routed to", "reasons"):
         table.add_column(name)
     for row in top_rows:
         data = explain_lead(engine, row["id"]).to_dict()
@@ -118,6 +118,7 @@ def run_demo(
             row["grade"] or "",
             row["source"] or "",
             render.when(row["qualified_at"]),
+            render.routed_to(row),
             render.reasons(data["contributions"]),
         )
     render.console.print(table)

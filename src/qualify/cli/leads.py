@@ -20,10 +20,11 @@ def leads(
         str | None, typer.Option(help="Only this stage (lead, mql, sql, ...).")
     ] = None,
     tier: Annotated[str | None, typer.Option(help="Only this tier (e.g. hot).")] = None,
+    owner: Annotated[str | None, typer.Option(help="Only leads assigned to this member.")] = None,
     limit: Annotated[int, typer.Option(help="How many, highest score first (0: all).")] = 50,
     as_json: JsonOption = False,
 ) -> None:
-    """List leads by score with stage, tier and grade."""
+    """List leads by score with stage, tier, grade and owner."""
     from qualify.core.lifecycle import Stage
     from qualify.service.queries import iso_times, list_leads
 
@@ -41,7 +42,7 @@ def leads(
         if tier not in tiers:
             known = ", ".join(tiers) or "none (the active model defines no tiers)"
             raise QualifyError(f"unknown tier `{tier}`: the active model's tiers are {known}")
-    rows = list_leads(engine, stage=stage, tier=tier, limit=limit or None)
+    rows = list_leads(engine, stage=stage, tier=tier, owner=owner, limit=limit or None)
     if as_json:
         render.print_json([iso_times(row) for row in rows])
         return
@@ -119,6 +120,28 @@ def _print_explanation(data: dict[str, Any]) -> None:
             str(t["model_version_id"] or ""),
         )
     render.console.print(history)
+    _print_routing(data["routing"])
+
+
+def _print_routing(routing: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    if not routing["history"]:
+        return
+    sla = routing["sla"]
+    if sla is not None:
+        left = sla["seconds_left"]
+        state = f"due {sla['due_at'][:16]}, " + (
+            f"{left / 3600:.1f} h left" if left > 0 else f"late by {-left / 3600:.1f} h"
+        )
+        render.console.print(f"SLA: {state}", markup=False)
+    table = Table(title="routing", title_justify="left")
+    for name in ("at", "to", "rule", "how", "by"):
+        table.add_column(name)
+    for r in routing["history"]:
+        to = {"assign": r["member"], "nurture": f"nurture {r['campaign']}"}.get(r["kind"], "-")
+        table.add_row(r["at"][:16], to or "-", r["rule"] or "", r["reason"], r["actor"])
+    render.console.print(table)
 
 
 @app.command()

@@ -9,7 +9,7 @@ them registers them on the app.
 import sys
 
 from qualify import __version__
-from qualify.cli import demo, files, leads, models, render, serve  # noqa: F401  (registers)
+from qualify.cli import demo, files, leads, models, render, routing, serve  # noqa: F401
 from qualify.cli.shared import app
 from qualify.errors import IngestError, ModelError, QualifyError
 

@@ -52,6 +52,7 @@ def leads_table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
         ("grade", "left"),
         ("source", "left"),
         ("qualified", "left"),
+        ("routed to", "left"),
     ):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]
     for row in rows:
@@ -65,8 +66,19 @@ def leads_table(rows: Sequence[Mapping[str, Any]], title: str) -> Table:
             row["grade"] or "",
             row["source"] or "",
             when(row["qualified_at"]),
+            routed_to(row),
         )
     return table
+
+
+def routed_to(row: Mapping[str, Any]) -> str:
+    """Where routing sent a lead: its owner, its nurture campaign, or that none could."""
+    kind = row.get("routing")
+    if kind == "assign":
+        return str(row.get("owner") or "")
+    if kind == "nurture":
+        return f"nurture: {row.get('nurture_campaign')}"
+    return "unrouted" if kind == "unrouted" else ""
 
 
 def reasons(contributions: Iterable[Mapping[str, Any]], limit: int = 4) -> str:

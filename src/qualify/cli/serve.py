@@ -32,6 +32,10 @@ def serve(
         float, typer.Option(help="Messages a second per write key, per worker (0: no limit).")
     ] = 0.0,
     access_log: Annotated[bool, typer.Option(help="Log every request.")] = False,
+    schedule_every: Annotated[
+        float,
+        typer.Option(help="Seconds between rounds of SLA checks and routing of waiting MQLs."),
+    ] = 30.0,
 ) -> None:
     """Run the HTTP service: Segment-compatible ingestion at /v1, the lead API at /api,
     OpenAPI docs at /docs. Callers need keys: `qualify keys create --role write` for a
@@ -50,6 +54,7 @@ def serve(
         os.environ["QUALIFY_DATABASE_URL"] = db
     os.environ["QUALIFY_MAX_BODY_BYTES"] = str(max_body)
     os.environ["QUALIFY_RATE_LIMIT"] = str(rate_limit)
+    os.environ["QUALIFY_SCHEDULE_EVERY"] = str(schedule_every)
     uvicorn.run(
         "qualify.api.app:app_from_env",
         factory=True,

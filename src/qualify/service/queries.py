@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -13,7 +14,7 @@ from qualify.core.leadbook import LeadBook
 from qualify.core.scoring import CompiledModel, LeadScore, score_state
 from qualify.errors import LeadNotFound, QualifyError
 from qualify.store import repository as repo
-from qualify.store.tables import events, leads, ledger, transitions
+from qualify.store.tables import events, leads, ledger, routings, transitions
 from qualify.store.versions import active_version
 
 __all__ = [
@@ -43,6 +44,13 @@ SUMMARY_COLUMNS = (
     "campaign",
     "qualified_at",
     "scored_at",
+    "routing",
+    "owner",
+    "team",
+    "nurture_campaign",
+    "routed_at",
+    "sla_due_at",
+    "sla_breached_at",
 )
 
 
@@ -51,9 +59,10 @@ def list_leads(
     *,
     stage: str | None = None,
     tier: str | None = None,
+    owner: str | None = None,
     limit: int | None = 50,
 ) -> list[dict[str, Any]]:
-    """Leads by score, highest first, optionally filtered by stage and tier."""
+    """Leads by score, highest first, optionally filtered by stage, tier and owner."""
     query = select(*(leads.c[c] for c in SUMMARY_COLUMNS)).order_by(
         leads.c.score.desc(), leads.c.id
     )
@@ -61,6 +70,8 @@ def list_leads(
         query = query.where(leads.c.stage == stage)
     if tier:
         query = query.where(leads.c.tier == tier)
+    if owner:
+        query = query.where(leads.c.owner == owner)
     if limit:
         query = query.limit(limit)
     with engine.connect() as conn:
@@ -81,6 +92,7 @@ class LeadFilters:
     tier: str | None = None
     grade: str | None = None
     source: str | None = None
+    owner: str | None = None
     min_score: float | None = None
 
 
@@ -110,7 +122,7 @@ def page_leads(
     name, descending = SORTS[sort]
     column = leads.c[name]
     query = select(*(leads.c[c] for c in SUMMARY_COLUMNS), leads.c.stage_at)
-    for field in ("stage", "tier", "grade", "source"):
+    for field in ("stage", "tier", "grade", "source", "owner"):
         value = getattr(filters, field)
         if value is not None:
             query = query.where(leads.c[field] == value)
@@ -176,6 +188,7 @@ class Explanation:
     events: dict[str, dict[str, Any]]  # messageId → name, type, time of the earning events
     transitions: Sequence[dict[str, Any]]
     ledger: Sequence[dict[str, Any]]
+    routing: dict[str, Any]  # where the lead is routed now, its SLA, and every decision
 
     def to_dict(self) -> dict[str, Any]:
         contributions = []
@@ -189,12 +202,17 @@ class Explanation:
             "lead": self.lead,
             **score,
             "transitions": list(self.transitions),
+            "routing": self.routing,
             "ledger": list(self.ledger),
         }
 
 
-def explain_lead(engine: Engine, lead_id: str, *, ledger_limit: int = 200) -> Explanation:
-    """Every point of a lead with its rule and events, its stage history and ledger."""
+def explain_lead(
+    engine: Engine, lead_id: str, *, ledger_limit: int = 200, now: float | None = None
+) -> Explanation:
+    """Every point of a lead with its rule and events, its stage history, its routing and
+    SLA (time left as of `now`), and its ledger."""
+    now = time.time() if now is None else now
     with engine.connect() as conn:
         version_id, model = active_version(conn)
         compiled = CompiledModel(model)
@@ -235,6 +253,12 @@ def explain_lead(engine: Engine, lead_id: str, *, ledger_limit: int = 200) -> Ex
                 .order_by(transitions.c.id)
             )
         ]
+        decisions = [
+            {**dict(r._mapping), "at": format_time(r.at)}
+            for r in conn.execute(
+                select(routings).where(routings.c.lead_id == lead_id).order_by(routings.c.id)
+            )
+        ]
         entries = [
             {**dict(r._mapping), "at": format_time(r.at)}
             for r in conn.execute(
@@ -248,4 +272,28 @@ def explain_lead(engine: Engine, lead_id: str, *, ledger_limit: int = 200) -> Ex
     summary["traits"] = row._mapping["traits"]
     summary["account_id"] = row._mapping["account_id"]
     summary["model_version_id"] = version_id
-    return Explanation(summary, result, found, history, entries[::-1])
+    routing = routing_summary(stored.status, now)
+    routing["history"] = decisions
+    return Explanation(summary, result, found, history, entries[::-1], routing)
+
+
+def routing_summary(status: repo.LeadStatus, now: float) -> dict[str, Any]:
+    """Where a lead is routed and its SLA: due when, time left (negative once late)."""
+    sla = None
+    if status.sla_due_at is not None and status.stage == "mql":
+        sla = {
+            "due_at": format_time(status.sla_due_at),
+            "seconds_left": round(status.sla_due_at - now, 3),
+            "breached": status.sla_due_at <= now,
+            "breached_at": (
+                format_time(status.sla_breached_at) if status.sla_breached_at else None
+            ),
+        }
+    return {
+        "kind": status.routing,
+        "owner": status.owner,
+        "team": status.team,
+        "campaign": status.nurture_campaign,
+        "routed_at": format_time(status.routed_at) if status.routed_at else None,
+        "sla": sla,
+    }
