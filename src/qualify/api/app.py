@@ -12,7 +12,7 @@ from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 
 from qualify import __version__
-from qualify.api import leads, models, openapi, problems, routing, segment
+from qualify.api import leads, models, openapi, problems, routing, segment, webhooks
 from qualify.api.auth import KeyCache
 from qualify.api.committer import Committer
 from qualify.api.metrics import Metrics
@@ -20,6 +20,7 @@ from qualify.api.responses import JsonResponse
 from qualify.api.settings import ServiceSettings
 from qualify.service.ingest import Ingestor, IngestReport
 from qualify.service.scheduler import Scheduler
+from qualify.service.webhooks import DeliveryPolicy, DeliveryWorker
 from qualify.store import open_engine
 from qualify.store.database import Checkpointer
 
@@ -64,10 +65,16 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.state.limiter = segment.RateLimiter(settings.rate_limit)
         app.state.metrics = Metrics()
         app.state.committer = _LazyCommitter(app)
-        scheduler = None
+        scheduler = deliveries = None
         if settings.schedule_every > 0:  # SLA breaches and waiting MQLs, in every worker
             scheduler = Scheduler(engine, settings.schedule_every)
             scheduler.start()
+            policy = DeliveryPolicy(
+                base_delay=settings.webhook_base_delay,
+                max_attempts=settings.webhook_max_attempts,
+            )
+            deliveries = DeliveryWorker(engine, policy=policy)
+            deliveries.start()
         # What was loaded to start is permanent; and the leads the writer keeps in memory
         # are many small long-lived objects the cyclic collector would rescan again and
         # again, pausing every request (our code makes no cycles on its hot paths).
@@ -79,6 +86,8 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             app.state.committer.close()
             if scheduler is not None:
                 scheduler.stop()
+            if deliveries is not None:
+                deliveries.stop()
             if checkpoints is not None:
                 checkpoints.stop()
             engine.dispose()
@@ -96,6 +105,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(leads.router)
     app.include_router(models.router)
     app.include_router(routing.router)
+    app.include_router(webhooks.router)
 
     @app.middleware("http")
     async def timing(

@@ -25,6 +25,8 @@ class ServiceSettings:
     rate_limit: float = 0.0  # messages a second per write key (0: no limit)
     group_limit: int = 5000  # messages committed together at most
     schedule_every: float = 30.0  # seconds between scheduler rounds (SLA); 0: no scheduler
+    webhook_base_delay: float = 5.0  # first retry after about this many seconds, then doubling
+    webhook_max_attempts: int = 10  # a delivery failing this often is dead until replayed
 
     @classmethod
     def from_env(cls) -> ServiceSettings:
@@ -43,4 +45,6 @@ class ServiceSettings:
             max_message_bytes=int(number("QUALIFY_MAX_MESSAGE_BYTES", MAX_MESSAGE)),
             rate_limit=number("QUALIFY_RATE_LIMIT", 0.0),
             schedule_every=number("QUALIFY_SCHEDULE_EVERY", 30.0),
+            webhook_base_delay=number("QUALIFY_WEBHOOK_BASE_DELAY", 5.0),
+            webhook_max_attempts=int(number("QUALIFY_WEBHOOK_MAX_ATTEMPTS", 10)),
         )

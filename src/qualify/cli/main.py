@@ -9,7 +9,16 @@ them registers them on the app.
 import sys
 
 from qualify import __version__
-from qualify.cli import demo, files, leads, models, render, routing, serve  # noqa: F401
+from qualify.cli import (  # noqa: F401  (importing registers the commands)
+    demo,
+    files,
+    leads,
+    models,
+    render,
+    routing,
+    serve,
+    webhooks,
+)
 from qualify.cli.shared import app
 from qualify.errors import IngestError, ModelError, QualifyError
 

@@ -117,21 +117,33 @@ def worker(
     db: DbOption = None,
     interval: Annotated[float, typer.Option(help="Seconds between rounds.", min=0.1)] = 30.0,
     once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
+    max_attempts: Annotated[
+        int, typer.Option(help="Attempts before a webhook delivery is dead.")
+    ] = 10,
 ) -> None:
-    """Run the scheduled work without the HTTP server: SLA breaches, and MQLs waiting for
-    a member. `qualify serve` runs the same in each of its workers."""
+    """Run the background work without the HTTP server: SLA breaches, MQLs waiting for a
+    member, webhook deliveries. `qualify serve` runs the same in each of its workers."""
+    import httpx
+
     from qualify.service.scheduler import run_round
+    from qualify.service.webhooks import DeliveryPolicy, deliver_due
 
     engine = engine_for(db)
+    policy = DeliveryPolicy(max_attempts=max_attempts)
     render.console.print(f"worker: a round every {interval:g}s (Ctrl-C stops)", markup=False)
-    while True:
-        report = run_round(engine)
-        if report.breached or report.routed:
-            render.console.print(
-                f"{time.strftime('%H:%M:%S')} {report.breached} SLA breaches "
-                f"({report.reassigned} reassigned), {report.routed} waiting MQLs routed",
-                markup=False,
-            )
-        if once:
-            return
-        time.sleep(interval)
+    with httpx.Client(timeout=policy.timeout) as client:
+        while True:
+            report = run_round(engine)
+            sent = 0
+            while (batch := deliver_due(engine, client, policy=policy)) > 0:
+                sent += batch
+            if report.breached or report.routed or sent:
+                render.console.print(
+                    f"{time.strftime('%H:%M:%S')} {report.breached} SLA breaches "
+                    f"({report.reassigned} reassigned), {report.routed} waiting MQLs routed, "
+                    f"{sent} webhook deliveries tried",
+                    markup=False,
+                )
+            if once:
+                return
+            time.sleep(interval)

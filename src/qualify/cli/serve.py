@@ -36,6 +36,12 @@ def serve(
         float,
         typer.Option(help="Seconds between rounds of SLA checks and routing of waiting MQLs."),
     ] = 30.0,
+    webhook_base_delay: Annotated[
+        float, typer.Option(help="First webhook retry after about this many seconds (doubling).")
+    ] = 5.0,
+    webhook_max_attempts: Annotated[
+        int, typer.Option(help="Attempts before a webhook delivery is dead (until replayed).")
+    ] = 10,
 ) -> None:
     """Run the HTTP service: Segment-compatible ingestion at /v1, the lead API at /api,
     OpenAPI docs at /docs. Callers need keys: `qualify keys create --role write` for a
@@ -55,6 +61,8 @@ def serve(
     os.environ["QUALIFY_MAX_BODY_BYTES"] = str(max_body)
     os.environ["QUALIFY_RATE_LIMIT"] = str(rate_limit)
     os.environ["QUALIFY_SCHEDULE_EVERY"] = str(schedule_every)
+    os.environ["QUALIFY_WEBHOOK_BASE_DELAY"] = str(webhook_base_delay)
+    os.environ["QUALIFY_WEBHOOK_MAX_ATTEMPTS"] = str(webhook_max_attempts)
     uvicorn.run(
         "qualify.api.app:app_from_env",
         factory=True,

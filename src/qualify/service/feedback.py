@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 
 from qualify.core.lifecycle import Stage, StageChanged, TransitionContext, take_action
 from qualify.errors import LeadNotFound, NoActiveModel
+from qualify.service.webhooks import Outbox, emit_transition, lead_snapshot
 from qualify.store import repository as repo
 from qualify.store.database import writing
 from qualify.store.tables import leads, transitions
@@ -59,4 +60,9 @@ def record_action(
         if change.to_stage is Stage.NURTURE:
             values["recycled_at"] = now
         conn.execute(leads.update().where(leads.c.id == lead_id).values(values))
+        outbox = Outbox.start(conn)
+        if outbox.subscriptions:
+            status.stage, status.stage_at = change.to_stage, now
+            emit_transition(outbox, change, lead_snapshot(lead_id, status))
+            outbox.write(conn)
     return change

@@ -29,6 +29,7 @@ from qualify.core.scoring import (
 )
 from qualify.service.progress import Ledger, apply_score, qualify_record
 from qualify.service.routing import Routing, routing_input
+from qualify.service.webhooks import Outbox, emit_lead_changes
 from qualify.store import repository as repo
 from qualify.store.database import GENERATION, writing
 from qualify.store.tables import events, ledger, transitions
@@ -217,6 +218,7 @@ class _BatchWork:
         self.fit_rules = {rule.name for rule in self.compiled.model.fit}
         self.values = ValuesAt(self.compiled, now)
         self.routing: Routing | None = None
+        self.outbox = Outbox.start(conn)
 
     def step(self, messages: list[ActivityEvent]) -> None:
         self.report.received += len(messages)
@@ -314,15 +316,19 @@ class _BatchWork:
         compiled, book = self.compiled, self.book
         changes = []
         qualified = []
+        outbox = self.outbox
         for lead_id, since in self.earliest.items():
             record, status = book.leads[lead_id], self.statuses[lead_id]
             result = score_state(compiled, book.profile(record, self.now), record.state, self.now)
             self.ledger.settle(lead_id, status.rule_points, result.rule_points(), "time")
+            before = (status.score, status.pql)
             apply_score(status, result, self.version_id, self.now)
             change = qualify_record(compiled, book, record, status, since=since, now=self.now)
             if change is not None:
                 changes.append(repo.transition_row(change, self.version_id))
                 qualified.append((record, status))
+            if outbox.subscriptions:
+                emit_lead_changes(outbox, lead_id, status, before, change, self.now)
         if qualified and compiled.model.routing:
             self._route(qualified)
         return changes
@@ -331,7 +337,9 @@ class _BatchWork:
         """Route the new MQLs in this transaction (acknowledged means routed too), by their
         profile and score at the batch's clock."""
         accounts = {record.account_id for record, _ in qualified if record.account_id}
-        self.routing = Routing.start(self.conn, self.compiled.model, self.version_id, accounts)
+        self.routing = Routing.start(
+            self.conn, self.compiled.model, self.version_id, accounts, self.outbox
+        )
         for record, status in qualified:
             lead = routing_input(self.book, record, status, self.now)
             self.routing.route(lead, status, self.now)
@@ -370,8 +378,10 @@ class _BatchWork:
         repo.save_leads(conn, touched, self.existing_leads - self.book.removed)
         dirty = [self.book.accounts[a] for a in self.groups]
         repo.save_accounts(conn, dirty, self.existing_accounts, self.now)
+        owners = _final_owners(self.merges) if self.merges else None
         if self.routing is not None:  # after the accounts: an assignment may set an owner
-            self.routing.write(conn, _final_owners(self.merges) if self.merges else None)
+            self.routing.write(conn, owners)
+        self.outbox.write(conn, owners)
 
     def _fresh(self, batch: list[ActivityEvent]) -> list[ActivityEvent]:
         """The messages not seen before (in this transaction or in the store): idempotence."""

@@ -15,6 +15,7 @@ from qualify.errors import QualifyError
 from qualify.model import ScoringModel
 from qualify.service.progress import Ledger, apply_score, qualify_record
 from qualify.service.routing import Routing, routing_input
+from qualify.service.webhooks import Outbox, emit_lead_changes
 from qualify.store import repository as repo
 from qualify.store.database import writing
 from qualify.store.tables import events, leads, ledger, transitions
@@ -123,6 +124,7 @@ def _rescore_batch(
     ledger_rows = Ledger(version_id, now)
     changes = []
     qualified: list[repo.StoredLead] = []
+    outbox = Outbox.start(conn)
     stale_set = set(stale)
     for lead_id, item in stored.items():
         record, status = item.record, item.status
@@ -132,6 +134,7 @@ def _rescore_batch(
         reason = "model" if lead_id in stale_set else "time"
         ledger_rows.settle(lead_id, status.rule_points, result.rule_points(), reason)
         since = now if lead_id in stale_set else (status.scored_at or now)
+        score_before = (status.score, status.pql)
         apply_score(status, result, version_id, now)
         change = qualify_record(
             compiled, book, record, status, since=since, now=now, check_now=True
@@ -139,6 +142,8 @@ def _rescore_batch(
         if change is not None:
             changes.append(repo.transition_row(change, version_id))
             qualified.append(item)
+        if outbox.subscriptions:
+            emit_lead_changes(outbox, lead_id, status, score_before, change, now)
         if before != (status.stage, status.mql, status.pql, status.tier, status.grade):
             report.changed += 1
     report.leads += len(stored)
@@ -147,9 +152,10 @@ def _rescore_batch(
     repo.insert_rows(conn, transitions, changes)
     if qualified and compiled.model.routing:
         account_ids = {s.record.account_id for s in qualified if s.record.account_id}
-        routing = Routing.start(conn, compiled.model, version_id, account_ids)
+        routing = Routing.start(conn, compiled.model, version_id, account_ids, outbox)
         for item in qualified:
             lead = routing_input(book, item.record, item.status, now)
             routing.route(lead, item.status, now)
         routing.write(conn)
     repo.save_leads(conn, list(stored.values()), set(stored))
+    outbox.write(conn)

@@ -15,11 +15,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select
 
+from qualify.core.activity import format_time
 from qualify.core.leadbook import LeadBook, LeadRecord
 from qualify.core.lifecycle import Stage
 from qualify.core.routing import Decision, Roster, Router, RoutingInput, Seat
 from qualify.errors import LeadNotFound, QualifyError
 from qualify.model.scoring_model import ScoringModel
+from qualify.service.webhooks import Outbox, emit_routed, lead_snapshot
 from qualify.store import repository as repo
 from qualify.store.database import writing
 from qualify.store.tables import accounts, leads, members, roster_seats, routings, sla_breaches
@@ -113,6 +115,8 @@ class Routing:
     accept_within: float | None
     version_id: int | None
     rows: list[dict[str, Any]]
+    outbox: Outbox
+    owns_outbox: bool  # write the outbox too (else the caller writes it with its own rows)
 
     @classmethod
     def start(
@@ -121,6 +125,7 @@ class Routing:
         model: ScoringModel,
         version_id: int | None,
         account_ids: Iterable[str],
+        outbox: Outbox | None = None,
     ) -> Routing:
         return cls(
             Router(model.routing),
@@ -128,6 +133,8 @@ class Routing:
             model.lifecycle.accept_within,
             version_id,
             [],
+            outbox if outbox is not None else Outbox.start(conn),
+            outbox is None,
         )
 
     def route(
@@ -164,6 +171,8 @@ class Routing:
             decision.at + self.accept_within if assigned and self.accept_within else None
         )
         reason = f"{note}: {decision.reason}" if note else decision.reason
+        if self.outbox.subscriptions:
+            emit_routed(self.outbox, decision, lead_snapshot(decision.lead_id, status), actor)
         self.rows.append(
             {
                 "lead_id": decision.lead_id,
@@ -189,6 +198,8 @@ class Routing:
         repo.insert_rows(conn, routings, self.rows)
         self.rows = []
         save_roster(conn, self.roster)
+        if self.owns_outbox:
+            self.outbox.write(conn, owners)
 
 
 def _locked_lead(conn: Connection, lead_id: str, rule_count: int) -> repo.StoredLead:
@@ -387,6 +398,7 @@ def check_sla(engine: Engine, *, clock: Clock = time.time) -> SlaReport:
             return report
         stored = repo.load_leads(conn, due, len(model.engagement), lenient=True)
         reassign = model.lifecycle.on_breach == "reassign"
+        outbox = Outbox.start(conn)
         routing = None
         book = None
         if reassign:
@@ -396,7 +408,7 @@ def check_sla(engine: Engine, *, clock: Clock = time.time) -> SlaReport:
             book.leads = {i: s.record for i, s in stored.items()}
             account_ids = {s.record.account_id for s in stored.values() if s.record.account_id}
             book.accounts = repo.load_accounts(conn, account_ids)
-            routing = Routing.start(conn, model, version_id, account_ids)
+            routing = Routing.start(conn, model, version_id, account_ids, outbox)
         breaches = []
         for lead_id in due:
             status = stored[lead_id].status
@@ -411,6 +423,14 @@ def check_sla(engine: Engine, *, clock: Clock = time.time) -> SlaReport:
             )
             report.breached += 1
             status.sla_breached_at = now
+            if outbox.subscriptions:
+                data = {
+                    "member": status.owner,
+                    "due_at": format_time(status.sla_due_at or now),
+                    "breached_at": format_time(now),
+                    "on_breach": model.lifecycle.on_breach,
+                }
+                outbox.emit("lead.sla_breached", lead_snapshot(lead_id, status), data, now)
             if routing is not None and book is not None:
                 late = status.owner
                 lead = routing_input(book, stored[lead_id].record, status, now)
@@ -429,4 +449,5 @@ def check_sla(engine: Engine, *, clock: Clock = time.time) -> SlaReport:
         repo.insert_rows(conn, sla_breaches, breaches)
         if routing is not None:
             routing.write(conn)
+        outbox.write(conn)
     return report

@@ -43,6 +43,8 @@ __all__ = [
     "sla_breaches",
     "store_state",
     "transitions",
+    "webhook_outbox",
+    "webhook_subscriptions",
 ]
 
 metadata = MetaData()
@@ -248,4 +250,39 @@ sla_breaches = Table(
     Column("due_at", Float, nullable=False),
     Column("breached_at", Float, nullable=False),
     Column("model_version_id", Integer, ForeignKey("model_versions.id")),
+)
+
+# Outbound webhooks: who wants which lead events, and the transactional outbox (a row per
+# subscription and event, written in the transaction of the change that caused it).
+webhook_subscriptions = Table(
+    "webhook_subscriptions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("url", Text, nullable=False),
+    Column("events", Json, nullable=False),  # event types, e.g. ["lead.mql", "lead.routed"]
+    Column("secret", String(100), nullable=False),  # signs each request (HMAC-SHA256)
+    Column("min_score_change", Float, nullable=False, server_default="0"),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("created_by", String(200), nullable=False),
+)
+
+webhook_outbox = Table(
+    "webhook_outbox",
+    metadata,
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("subscription_id", Integer, ForeignKey("webhook_subscriptions.id"), nullable=False),
+    Column("lead_id", String(200), nullable=False),
+    Column("event_type", String(40), nullable=False),
+    Column("payload", Json, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("state", String(10), nullable=False),  # pending, delivered, dead
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("lease_until", Float),  # a worker is sending it until then
+    Column("last_status", Integer),
+    Column("last_error", Text),
+    Column("delivered_at", Float),
+    Index("ix_webhook_outbox_due", "state", "next_attempt_at"),
+    Index("ix_webhook_outbox_lead", "subscription_id", "lead_id", "state", "id"),
 )

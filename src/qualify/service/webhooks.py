@@ -1,0 +1,517 @@
+"""Outbound webhooks: subscriptions, the transactional outbox, and delivery.
+
+A change and the webhook rows it causes are written in one transaction (`Outbox`), so a
+receiver hears of every MQL, routing, stage change and SLA breach the store holds, and of
+nothing it does not. A delivery worker (a thread in each `qualify serve` worker, or
+`qualify worker`) sends the rows: at least once, with exponential backoff and jitter, a
+lead's events to one subscription strictly in order (a row is sent only when every earlier
+row of that lead and subscription was delivered or given up), and a row that fails
+`max_attempts` times is dead until replayed.
+
+Each request is signed like Stripe's: header `Qualify-Signature: t=<unix time>,v1=<hex>`
+where `<hex>` is HMAC-SHA256 of `<unix time>.<body>` with the subscription's secret
+(`verify_signature` shows how a receiver checks it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import random
+import secrets
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import Connection, Engine, and_, func, select, update
+
+from qualify.core.activity import format_time
+from qualify.errors import QualifyError
+from qualify.store import repository as repo
+from qualify.store.database import writing
+from qualify.store.tables import webhook_outbox, webhook_subscriptions
+
+__all__ = [
+    "EVENT_TYPES",
+    "DeliveryPolicy",
+    "DeliveryWorker",
+    "Outbox",
+    "add_subscription",
+    "deliver_due",
+    "list_subscriptions",
+    "remove_subscription",
+    "replay",
+    "sign",
+    "verify_signature",
+]
+
+log = logging.getLogger("qualify.webhooks")
+
+EVENT_TYPES = (
+    "lead.mql",
+    "lead.pql",
+    "lead.routed",
+    "lead.stage_changed",
+    "lead.sla_breached",
+    "lead.score_changed",
+)
+SIGNATURE_HEADER = "Qualify-Signature"
+
+
+def sign(secret: str, body: bytes, at: int) -> str:
+    """The signature header's value for a body sent at `at` (unix seconds)."""
+    digest = hmac.new(secret.encode(), f"{at}.".encode() + body, hashlib.sha256).hexdigest()
+    return f"t={at},v1={digest}"
+
+
+def verify_signature(
+    secret: str, body: bytes, header: str, *, now: float | None = None, tolerance: float = 300
+) -> bool:
+    """What a receiver does: recompute the HMAC of `t.body`, compare in constant time, and
+    refuse timestamps older than `tolerance` seconds (replayed requests)."""
+    parts = dict(p.split("=", 1) for p in header.split(",") if "=" in p)
+    try:
+        at = int(parts["t"])
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - at) > tolerance:
+        return False
+    expected = sign(secret, body, at).split("v1=", 1)[1]
+    return hmac.compare_digest(expected, parts.get("v1", ""))
+
+
+# --- subscriptions -------------------------------------------------------------------------
+
+
+def _check_events(events: Iterable[str]) -> list[str]:
+    chosen = []
+    for name in events:
+        name = name.strip()
+        if not name:
+            continue
+        if name not in EVENT_TYPES:
+            from qualify.model.problems import near_miss
+
+            guess = near_miss(name, EVENT_TYPES)
+            hint = f"did you mean `{guess}`?" if guess else f"use {', '.join(EVENT_TYPES)}"
+            raise QualifyError(f"unknown webhook event `{name}`; {hint}")
+        chosen.append(name)
+    if not chosen:
+        raise QualifyError(f"name at least one event: {', '.join(EVENT_TYPES)}")
+    return sorted(set(chosen))
+
+
+def add_subscription(
+    engine: Engine,
+    url: str,
+    events: Iterable[str],
+    *,
+    created_by: str,
+    min_score_change: float = 0.0,
+    secret: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> dict[str, Any]:
+    """Subscribe a URL to lead events; the answer holds the signing secret."""
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise QualifyError(f"`{url}` is not an http(s) URL")
+    if min_score_change < 0:
+        raise QualifyError("`min_score_change` cannot be negative")
+    values = {
+        "url": url,
+        "events": _check_events(events),
+        "secret": secret or "whsec_" + secrets.token_urlsafe(24),
+        "min_score_change": min_score_change,
+        "active": True,
+        "created_at": clock(),
+        "created_by": created_by,
+    }
+    with writing(engine) as conn:
+        found = conn.execute(webhook_subscriptions.insert().values(values))
+        (new_id,) = found.inserted_primary_key or (None,)
+    return {"id": new_id, **values}
+
+
+def list_subscriptions(engine: Engine) -> list[dict[str, Any]]:
+    """Subscriptions with delivery counts by state (never their secrets)."""
+    with engine.connect() as conn:
+        subs = [dict(r._mapping) for r in conn.execute(select(webhook_subscriptions))]
+        counts: dict[int, dict[str, int]] = {}
+        query = select(
+            webhook_outbox.c.subscription_id, webhook_outbox.c.state, func.count()
+        ).group_by(webhook_outbox.c.subscription_id, webhook_outbox.c.state)
+        for sub_id, state, count in conn.execute(query):
+            counts.setdefault(sub_id, {})[state] = count
+    out = []
+    for sub in sorted(subs, key=lambda s: s["id"]):
+        sub.pop("secret")
+        sub["deliveries"] = {s: counts.get(sub["id"], {}).get(s, 0) for s in STATES}
+        out.append(sub)
+    return out
+
+
+def remove_subscription(engine: Engine, sub_id: int) -> None:
+    """Stop a subscription: nothing more is queued or sent for it."""
+    with writing(engine) as conn:
+        done = conn.execute(
+            update(webhook_subscriptions)
+            .where(webhook_subscriptions.c.id == sub_id, webhook_subscriptions.c.active)
+            .values(active=False)
+        )
+        if done.rowcount == 0:
+            raise QualifyError(f"no active webhook subscription #{sub_id}")
+
+
+def replay(
+    engine: Engine,
+    *,
+    subscription: int | None = None,
+    delivery: int | None = None,
+    dead_only: bool = True,
+    clock: Callable[[], float] = time.time,
+) -> int:
+    """Queue deliveries again (by default the dead ones): they are sent anew, in order."""
+    query = update(webhook_outbox).values(
+        state="pending", attempts=0, next_attempt_at=clock(), lease_until=None
+    )
+    query = query.where(
+        webhook_outbox.c.state == "dead" if dead_only else webhook_outbox.c.state != "pending"
+    )
+    if subscription is not None:
+        query = query.where(webhook_outbox.c.subscription_id == subscription)
+    if delivery is not None:
+        query = query.where(webhook_outbox.c.id == delivery)
+    with writing(engine) as conn:
+        return conn.execute(query).rowcount or 0
+
+
+# --- the outbox ----------------------------------------------------------------------------
+
+STATES = ("pending", "delivered", "dead")
+
+
+@dataclass(slots=True)
+class Outbox:
+    """Webhook rows for the changes of one transaction, written with them."""
+
+    subscriptions: list[dict[str, Any]]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, conn: Connection) -> Outbox:
+        query = select(
+            webhook_subscriptions.c.id,
+            webhook_subscriptions.c.events,
+            webhook_subscriptions.c.min_score_change,
+        ).where(webhook_subscriptions.c.active)
+        return cls([dict(r._mapping) for r in conn.execute(query)])
+
+    def wants(self, event_type: str) -> bool:
+        return any(event_type in s["events"] for s in self.subscriptions)
+
+    def emit(
+        self,
+        event_type: str,
+        lead: Mapping[str, Any],
+        data: Mapping[str, Any],
+        at: float,
+        *,
+        score_change: float | None = None,
+    ) -> None:
+        """Queue one event for every subscription that wants it."""
+        for sub in self.subscriptions:
+            if event_type not in sub["events"]:
+                continue
+            if score_change is not None and abs(score_change) < max(sub["min_score_change"], 1e-9):
+                continue
+            self.rows.append(
+                {
+                    "subscription_id": sub["id"],
+                    "lead_id": lead["id"],
+                    "event_type": event_type,
+                    "payload": {
+                        "type": event_type,
+                        "created_at": format_time(at),
+                        "lead": dict(lead),
+                        "data": dict(data),
+                    },
+                    "created_at": at,
+                    "state": "pending",
+                    "attempts": 0,
+                    "next_attempt_at": at,
+                }
+            )
+
+    def write(self, conn: Connection, owners: Mapping[str, str] | None = None) -> None:
+        """Insert the rows, in the order the changes happened (ids keep that order)."""
+        if owners:
+            for row in self.rows:
+                row["lead_id"] = owners.get(row["lead_id"], row["lead_id"])
+                row["payload"]["lead"]["id"] = row["lead_id"]
+        if self.rows:
+            conn.execute(webhook_outbox.insert(), self.rows)
+        self.rows = []
+
+
+def lead_snapshot(lead_id: str, status: repo.LeadStatus) -> dict[str, Any]:
+    """What every webhook says about the lead: where it stands after the change."""
+    return {
+        "id": lead_id,
+        "stage": str(status.stage),
+        "score": status.score,
+        "fit": status.fit,
+        "engagement": status.engagement,
+        "mql": status.mql,
+        "pql": status.pql,
+        "tier": status.tier,
+        "grade": status.grade,
+        "owner": status.owner,
+        "team": status.team,
+    }
+
+
+def emit_transition(outbox: Outbox, change: Any, lead: Mapping[str, Any]) -> None:
+    """A stage change, and `lead.mql` when it is a qualification."""
+    data = {
+        "from_stage": str(change.from_stage),
+        "to_stage": str(change.to_stage),
+        "action": change.action,
+        "actor": change.actor,
+        "reason": change.reason,
+        "at": format_time(change.at),
+    }
+    outbox.emit("lead.stage_changed", lead, data, change.at)
+    if change.action == "qualify":
+        outbox.emit("lead.mql", lead, {**data, "score": change.details.get("score")}, change.at)
+
+
+def emit_lead_changes(
+    outbox: Outbox,
+    lead_id: str,
+    status: repo.LeadStatus,
+    before: tuple[float, bool],
+    change: Any,
+    at: float,
+) -> None:
+    """What scoring a lead changed: its score (thresholded per subscription), PQL flag,
+    and stage (a qualification)."""
+    lead = lead_snapshot(lead_id, status)
+    score_before, pql_before = before
+    if status.score != score_before:
+        data = {"from": score_before, "to": status.score}
+        outbox.emit("lead.score_changed", lead, data, at, score_change=status.score - score_before)
+    if status.pql and not pql_before:
+        outbox.emit("lead.pql", lead, {"score": status.score}, at)
+    if change is not None:
+        emit_transition(outbox, change, lead)
+
+
+def emit_routed(outbox: Outbox, decision: Any, lead: Mapping[str, Any], actor: str) -> None:
+    if decision.kind == "unrouted":
+        return
+    outbox.emit(
+        "lead.routed",
+        lead,
+        {**decision.to_dict(), "actor": actor, "at": format_time(decision.at)},
+        decision.at,
+    )
+
+
+# --- delivery ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryPolicy:
+    """How hard to try: exponential backoff from `base_delay` (doubling per attempt up to
+    `max_delay`, each delay drawn between its half and its whole: jitter), dead after
+    `max_attempts`; `lease` is how long a claimed row is left to its worker."""
+
+    base_delay: float = 5.0
+    max_delay: float = 3600.0
+    max_attempts: int = 10
+    timeout: float = 10.0
+    lease: float = 60.0
+    batch: int = 100
+
+    def delay(self, attempts: int, rng: random.Random) -> float:
+        full = min(self.max_delay, self.base_delay * 2 ** max(0, attempts - 1))
+        return full / 2 + rng.uniform(0, full / 2)
+
+
+def _claim(engine: Engine, policy: DeliveryPolicy, now: float) -> list[dict[str, Any]]:
+    """Due rows that are each the earliest undelivered row of their lead and subscription,
+    leased to this worker. In the writer transaction, so two workers never claim one row."""
+    o, earlier = webhook_outbox.alias("o"), webhook_outbox.alias("earlier")
+    blocked = (
+        select(earlier.c.id)
+        .where(
+            earlier.c.subscription_id == o.c.subscription_id,
+            earlier.c.lead_id == o.c.lead_id,
+            earlier.c.state == "pending",
+            earlier.c.id < o.c.id,
+        )
+        .exists()
+    )
+    query = (
+        select(o.c.id, o.c.subscription_id, o.c.event_type, o.c.payload, o.c.attempts)
+        .where(
+            o.c.state == "pending",
+            o.c.next_attempt_at <= now,
+            (o.c.lease_until.is_(None)) | (o.c.lease_until < now),
+            ~blocked,
+        )
+        .order_by(o.c.id)
+        .limit(policy.batch)
+    )
+    with writing(engine) as conn:
+        rows = [dict(r._mapping) for r in conn.execute(query)]
+        if not rows:
+            return []
+        ids = [r["id"] for r in rows]
+        conn.execute(
+            update(webhook_outbox)
+            .where(webhook_outbox.c.id.in_(ids))
+            .values(lease_until=now + policy.lease)
+        )
+        subs = {
+            r.id: (r.url, r.secret, r.active)
+            for r in conn.execute(
+                select(
+                    webhook_subscriptions.c.id,
+                    webhook_subscriptions.c.url,
+                    webhook_subscriptions.c.secret,
+                    webhook_subscriptions.c.active,
+                ).where(webhook_subscriptions.c.id.in_({r["subscription_id"] for r in rows}))
+            )
+        }
+    for row in rows:
+        row["url"], row["secret"], row["active"] = subs[row["subscription_id"]]
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    id: int
+    ok: bool
+    status: int | None
+    error: str | None
+
+
+def _send(client: httpx.Client, row: dict[str, Any], now: float) -> _Outcome:
+    body = orjson.dumps({"id": row["id"], **row["payload"]})
+    headers = {
+        "Content-Type": "application/json",
+        "Qualify-Event": row["event_type"],
+        "Qualify-Delivery": str(row["id"]),
+        SIGNATURE_HEADER: sign(row["secret"], body, int(now)),
+    }
+    try:
+        answer = client.post(row["url"], content=body, headers=headers)
+    except httpx.HTTPError as exc:
+        return _Outcome(row["id"], False, None, f"{type(exc).__name__}: {exc}"[:500])
+    ok = 200 <= answer.status_code < 300
+    return _Outcome(row["id"], ok, answer.status_code, None if ok else answer.text[:500])
+
+
+def deliver_due(
+    engine: Engine,
+    client: httpx.Client,
+    *,
+    policy: DeliveryPolicy = DeliveryPolicy(),
+    clock: Callable[[], float] = time.time,
+    rng: random.Random | None = None,
+) -> int:
+    """One round: claim due rows, send them, record what happened. Returns how many were
+    sent (successfully or not). A lead whose earlier row fails is not sent further rows of
+    the same subscription in this round (order is kept)."""
+    rng = rng or random.Random()
+    rows = _claim(engine, policy, clock())
+    if not rows:
+        return 0
+    outcomes: list[_Outcome] = []
+    failed: set[tuple[int, str]] = set()
+    for row in rows:
+        key = (row["subscription_id"], row["payload"]["lead"]["id"])
+        if not row["active"] or key in failed:
+            outcomes.append(_Outcome(row["id"], False, None, None))  # released, not tried
+            continue
+        outcome = _send(client, row, clock())
+        if not outcome.ok:
+            failed.add(key)
+        outcomes.append(outcome)
+    _record(engine, rows, outcomes, policy, clock(), rng)
+    return sum(1 for o in outcomes if o.ok or o.error is not None or o.status is not None)
+
+
+def _record(
+    engine: Engine,
+    rows: Sequence[dict[str, Any]],
+    outcomes: Sequence[_Outcome],
+    policy: DeliveryPolicy,
+    now: float,
+    rng: random.Random,
+) -> None:
+    attempts = {r["id"]: r["attempts"] for r in rows}
+    with writing(engine) as conn:
+        for outcome in outcomes:
+            target = webhook_outbox.c.id == outcome.id
+            if outcome.ok:
+                values: dict[str, Any] = {
+                    "state": "delivered",
+                    "delivered_at": now,
+                    "attempts": attempts[outcome.id] + 1,
+                    "last_status": outcome.status,
+                    "last_error": None,
+                    "lease_until": None,
+                }
+            elif outcome.status is None and outcome.error is None:
+                values = {"lease_until": None}  # not tried: free for the next round
+            else:
+                tried = attempts[outcome.id] + 1
+                values = {
+                    "attempts": tried,
+                    "last_status": outcome.status,
+                    "last_error": outcome.error,
+                    "lease_until": None,
+                    "next_attempt_at": now + policy.delay(tried, rng),
+                }
+                if tried >= policy.max_attempts:
+                    values["state"] = "dead"
+            conn.execute(update(webhook_outbox).where(and_(target)).values(values))
+
+
+class DeliveryWorker:
+    """Sends due webhook rows on a daemon thread until `stop`."""
+
+    def __init__(
+        self, engine: Engine, *, policy: DeliveryPolicy = DeliveryPolicy(), idle: float = 0.5
+    ) -> None:
+        self.engine = engine
+        self.policy = policy
+        self.idle = idle
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="qualify-webhooks", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self.policy.timeout + 5)
+
+    def _run(self) -> None:
+        rng = random.Random()
+        with httpx.Client(timeout=self.policy.timeout) as client:
+            while not self._stop.is_set():
+                try:
+                    sent = deliver_due(self.engine, client, policy=self.policy, rng=rng)
+                except Exception:  # logged; the rows' leases run out and they are retried
+                    log.exception("webhook delivery round failed")
+                    sent = 0
+                if not sent:
+                    self._stop.wait(self.idle)
