@@ -214,3 +214,24 @@ def test_manual_assignment_and_rerouting_are_recorded(engine: Engine) -> None:
     record_action(engine, "u1", "accept", actor="ben", clock=lambda: at(1.4))
     with pytest.raises(QualifyError, match="only MQLs are routed"):
         reroute_lead(engine, "u1", actor="manager", clock=lambda: at(1.5))
+
+
+def test_a_recycled_lead_qualifies_again_when_its_wait_ends_without_a_new_event(
+    engine: Engine,
+) -> None:
+    from qualify.service.rescore import requalify_recycled
+
+    text = MODEL.replace(
+        "  sla: {accept_within: 24h, on_breach: reassign}",
+        "  sla: {accept_within: 24h, on_breach: reassign}\n  recycle: {requalify_after: 2d}",
+    )
+    activate(engine, text)
+    Ingestor(engine, clock=lambda: at(1)).ingest(mql_messages("u1", 0.5))
+    record_action(engine, "u1", "reject", actor="ana", reason="not now", clock=lambda: at(1.5))
+    assert requalify_recycled(engine, now=at(3)).new_mqls == 0  # the wait ends at day 3.5
+    assert row(engine, "u1")["stage"] == "nurture"
+    assert requalify_recycled(engine, now=at(4)).new_mqls == 1
+    lead = row(engine, "u1")
+    assert (lead["stage"], lead["qualified_at"]) == ("mql", at(3.5))
+    assert lead["owner"] == "ben"  # routed again: ana had the last turn
+    assert requalify_recycled(engine, now=at(5)).leads == 0  # looked at once

@@ -137,10 +137,11 @@ def worker(
             sent = 0
             while (batch := deliver_due(engine, client, policy=policy)) > 0:
                 sent += batch
-            if report.breached or report.routed or sent:
+            if report.breached or report.routed or report.requalified or sent:
                 render.console.print(
                     f"{time.strftime('%H:%M:%S')} {report.breached} SLA breaches "
                     f"({report.reassigned} reassigned), {report.routed} waiting MQLs routed, "
+                    f"{report.requalified} recycled leads requalified, "
                     f"{sent} webhook deliveries tried",
                     markup=False,
                 )

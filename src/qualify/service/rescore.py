@@ -21,7 +21,13 @@ from qualify.store.database import writing
 from qualify.store.tables import events, leads, ledger, transitions
 from qualify.store.versions import active_version, list_versions, save_version, set_active
 
-__all__ = ["RescoreReport", "activate_model", "activate_version", "rescore_all"]
+__all__ = [
+    "RescoreReport",
+    "activate_model",
+    "activate_version",
+    "requalify_recycled",
+    "rescore_all",
+]
 
 BATCH = 500
 
@@ -93,6 +99,35 @@ def rescore_all(
             _rescore_batch(conn, compiled, version_id, list(batch), rebuild, now, report)
         if progress is not None:
             progress(len(batch))
+    return report
+
+
+def requalify_recycled(engine: Engine, *, now: float, limit: int = BATCH) -> RescoreReport:
+    """Rescore recycled leads whose `requalify_after` wait ended since they were last
+    scored: those whose criteria hold again become MQLs (and are routed) without waiting
+    for their next event. Each lead is looked at once after its wait (it is then scored
+    later than the wait's end)."""
+    with writing(engine) as conn:
+        version_id, model = active_version(conn)
+        report = RescoreReport(version_id)
+        wait = model.lifecycle.requalify_after
+        if wait is None:
+            return report  # recycled leads may qualify at their next event
+        eligible = leads.c.recycled_at + wait
+        ids = list(
+            conn.execute(
+                select(leads.c.id)
+                .where(
+                    leads.c.stage == "nurture",
+                    leads.c.recycled_at <= now - wait,
+                    leads.c.scored_at.is_(None) | (leads.c.scored_at < eligible),
+                )
+                .order_by(leads.c.id)
+                .limit(limit)
+            ).scalars()
+        )
+        if ids:
+            _rescore_batch(conn, CompiledModel(model), version_id, ids, False, now, report)
     return report
 
 

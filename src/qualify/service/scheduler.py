@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from qualify.errors import NoActiveModel
+from qualify.service.rescore import requalify_recycled
 from qualify.service.routing import check_sla, route_pending
 
 __all__ = ["RoundReport", "Scheduler", "run_round"]
@@ -29,16 +30,19 @@ class RoundReport:
     breached: int = 0
     reassigned: int = 0
     routed: int = 0
+    requalified: int = 0  # recycled leads whose wait ended and whose criteria hold again
 
 
 def run_round(engine: Engine, *, clock: Callable[[], float] = time.time) -> RoundReport:
-    """One round: record SLA breaches (and re-route them), then route waiting MQLs."""
+    """One round: record SLA breaches (and re-route them), route waiting MQLs, and let
+    recycled leads whose wait ended qualify again."""
     try:
         sla = check_sla(engine, clock=clock)
         routed = route_pending(engine, clock=clock)
+        requalified = requalify_recycled(engine, now=clock()).new_mqls
     except NoActiveModel:
         return RoundReport()  # nothing is scored yet, so nothing is due
-    return RoundReport(sla.breached, sla.reassigned, routed)
+    return RoundReport(sla.breached, sla.reassigned, routed, requalified)
 
 
 class Scheduler:
@@ -64,10 +68,11 @@ class Scheduler:
             except Exception:  # a failed round is logged and tried again next time
                 log.exception("scheduled round failed")
                 continue
-            if report.breached or report.routed:
+            if report.breached or report.routed or report.requalified:
                 log.info(
-                    "%d SLA breaches (%d reassigned), %d waiting MQLs routed",
+                    "%d SLA breaches (%d reassigned), %d waiting MQLs routed, %d requalified",
                     report.breached,
                     report.reassigned,
                     report.routed,
+                    report.requalified,
                 )
