@@ -27,6 +27,7 @@ __all__ = [
     "NoActiveModel",
     "QualifyError",
     "StoreError",
+    "SubscriptionNotFound",
     "TransitionNotAllowed",
 ]
 
@@ -83,6 +84,12 @@ class LeadNotFound(QualifyError):
     def __init__(self, lead_id: str) -> None:
         self.lead_id = lead_id
         super().__init__(f"no lead `{lead_id}`: check the id with `qualify leads`")
+
+
+class SubscriptionNotFound(QualifyError):
+    def __init__(self, sub_id: int) -> None:
+        self.sub_id = sub_id
+        super().__init__(f"no active webhook subscription #{sub_id}: see `qualify webhooks list`")
 
 
 class TransitionNotAllowed(QualifyError):

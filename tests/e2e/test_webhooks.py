@@ -136,7 +136,7 @@ def test_every_event_arrives_once_in_order_per_lead_with_valid_signatures(
                     break
                 time.sleep(0.3)
             time.sleep(0.5)  # a late duplicate would arrive now
-        assert state == {"pending": 0, "delivered": state["delivered"], "dead": 0}
+        assert state == {"pending": 0, "delivered": state["delivered"], "dead": 0, "cancelled": 0}
     accepted = receiver.accepted
     assert receiver.bad_signatures == 0
     ids = [a["id"] for a in accepted]

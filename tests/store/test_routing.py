@@ -235,3 +235,80 @@ def test_a_recycled_lead_qualifies_again_when_its_wait_ends_without_a_new_event(
     assert (lead["stage"], lead["qualified_at"]) == ("mql", at(3.5))
     assert lead["owner"] == "ben"  # routed again: ana had the last turn
     assert requalify_recycled(engine, now=at(5)).leads == 0  # looked at once
+
+
+def test_an_anonymous_mql_that_merges_into_a_known_lead_keeps_its_owner_and_sla(
+    engine: Engine,
+) -> None:
+    activate(engine)
+    anonymous = [
+        message(
+            type="identify", anonymousId="a1", timestamp=at(0.5), traits={"company_size": 5000}
+        ),
+        message(type="track", anonymousId="a1", event="Demo Requested", timestamp=at(0.6)),
+    ]
+    Ingestor(engine, clock=lambda: at(1)).ingest(anonymous)
+    before = row(engine, "anon:a1")
+    assert before["owner"] == "ana" and before["sla_due_at"] == at(2)
+    known = [message(type="identify", userId="k1", anonymousId="a1", timestamp=at(1.5))]
+    Ingestor(engine, clock=lambda: at(1.6)).ingest(known)
+    lead = row(engine, "k1")
+    assert (lead["stage"], lead["owner"], lead["routing"], lead["sla_due_at"]) == (
+        "mql",
+        "ana",
+        "assign",
+        at(2),
+    )
+    assert [h["member"] for h in history(engine, "k1")] == ["ana"]  # the history moved too
+
+
+def test_an_answer_after_the_due_time_records_the_breach_and_ends_the_sla(
+    engine: Engine,
+) -> None:
+    activate(engine)
+    Ingestor(engine, clock=lambda: at(1)).ingest(mql_messages("u1", 0.5) + mql_messages("u2", 0.6))
+    record_action(engine, "u1", "accept", actor="ana", clock=lambda: at(2))  # exactly on time
+    record_action(engine, "u2", "accept", actor="ben", clock=lambda: at(2.5))  # late
+    with engine.connect() as conn:
+        breaches = [(b.lead_id, b.member) for b in conn.execute(select(sla_breaches))]
+    assert breaches == [("u2", "ben")]
+    assert row(engine, "u2")["sla_due_at"] is None
+    assert check_sla(engine, clock=lambda: at(3)).breached == 0
+
+
+def test_waiting_mqls_each_get_their_turn_and_a_requalified_lead_loses_its_old_owner(
+    engine: Engine,
+) -> None:
+    from qualify.service.rescore import requalify_recycled
+
+    text = (
+        MODEL
+        + "  - {name: small, when: {company_size: {lt: 10}}, assign: {team: x, members: [xo]}}\n"
+    )
+    text = text.replace(
+        "  sla: {accept_within: 24h, on_breach: reassign}",
+        "  sla: {accept_within: 24h, on_breach: reassign}\n  recycle: {requalify_after: 1d}",
+    )
+    activate(engine, text)
+    Ingestor(engine, clock=lambda: at(1)).ingest(mql_messages("u1", 0.5))
+    record_action(engine, "u1", "reject", actor="ana", reason="later", clock=lambda: at(1.2))
+    for name in ("ana", "ben", "chloe", "xo"):
+        set_available(engine, name, False, actor="ops", clock=lambda: at(1.3))
+    assert requalify_recycled(engine, now=at(2.5)).new_mqls == 1
+    lead = row(engine, "u1")
+    assert (lead["stage"], lead["routing"], lead["owner"], lead["sla_due_at"]) == (
+        "mql",
+        "unrouted",
+        None,
+        None,
+    )
+    assert check_sla(engine, clock=lambda: at(4)).breached == 0  # ana's old SLA is gone
+    Ingestor(engine, clock=lambda: at(3)).ingest(
+        [m for n in range(3) for m in mql_messages(f"w{n}", 2.9)]
+    )
+    set_available(engine, "chloe", True, actor="ops", clock=lambda: at(3.5))
+    placed = [route_pending(engine, clock=lambda: at(4), limit=2) for _ in range(2)]
+    assert placed == [2, 2]  # two a round, the least recently tried first
+    with engine.connect() as conn:
+        owners = dict(conn.execute(select(leads.c.id, leads.c.owner)).all())
+    assert owners == {"u1": "chloe", "w0": "chloe", "w1": "chloe", "w2": "chloe"}

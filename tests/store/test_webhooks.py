@@ -114,7 +114,7 @@ def test_changes_queue_their_events_in_order_in_the_same_transaction(engine: Eng
         min_score_change=10,
     )
     Ingestor(engine, clock=lambda: at(1)).ingest(mql("u1", 0.5))
-    record_action(engine, "u1", "accept", actor="ana", clock=lambda: at(1.1))
+    record_action(engine, "u1", "accept", actor="ana", clock=lambda: at(1.01))
     Ingestor(engine, clock=lambda: at(2)).ingest(mql("u2", 1.5))
     check_sla(engine, clock=lambda: at(3))
     rows = outbox(engine)
@@ -163,7 +163,7 @@ def test_failing_deliveries_back_off_die_and_are_replayed(
         assert [r["state"] for r in outbox(engine)] == ["dead", "dead"]
         assert outbox(engine)[0]["last_status"] == 503
         (listed,) = list_subscriptions(engine)
-        assert listed["deliveries"] == {"pending": 0, "delivered": 0, "dead": 2}
+        assert listed["deliveries"] == {"pending": 0, "delivered": 0, "dead": 2, "cancelled": 0}
         assert "secret" not in listed
         receiver.status = 200
         assert replay(engine, subscription=sub["id"], clock=lambda: clock[0]) == 2
@@ -179,6 +179,60 @@ def test_failing_deliveries_back_off_die_and_are_replayed(
         remove_subscription(engine, sub["id"])
     Ingestor(engine, clock=lambda: at(5)).ingest(mql("u3", 4.5))
     assert len(outbox(engine)) == 2  # nothing is queued for a stopped subscription
+    with pytest.raises(QualifyError, match="no active webhook subscription"):
+        replay(engine, subscription=sub["id"])
+
+
+def test_a_removed_subscription_cancels_its_backlog_and_blocks_no_one(
+    engine: Engine, receiver: Receiver
+) -> None:
+    activate_model(engine, load_model(MODEL), clock=lambda: at(-1))
+    gone = add_subscription(engine, "http://127.0.0.1:9/nowhere", ["lead.mql"], created_by="t")
+    Ingestor(engine, clock=lambda: at(1)).ingest([m for n in range(5) for m in mql(f"u{n}", 0.5)])
+    remove_subscription(engine, gone["id"])
+    kept = add_subscription(engine, receiver.url, ["lead.mql"], created_by="t")
+    Ingestor(engine, clock=lambda: at(2)).ingest(mql("late", 1.5))
+    policy = DeliveryPolicy(batch=2)
+    with httpx.Client(timeout=5) as client:
+        assert deliver_due(engine, client, policy=policy, clock=lambda: at(2)) == 1
+    states = {(r["subscription_id"], r["state"]) for r in outbox(engine)}
+    assert states == {(gone["id"], "cancelled"), (kept["id"], "delivered")}
+
+
+def test_a_stale_worker_cannot_overwrite_a_row_another_lease_holds(
+    engine: Engine, receiver: Receiver
+) -> None:
+    """A worker whose lease ran out records nothing: the row's new holder decides."""
+    from qualify.service import webhooks
+
+    activate_model(engine, load_model(MODEL), clock=lambda: at(-1))
+    add_subscription(engine, receiver.url, ["lead.mql"], created_by="t")
+    Ingestor(engine, clock=lambda: at(1)).ingest(mql("u1", 0.5))
+    policy = DeliveryPolicy(lease=30, timeout=5)
+    (stale,) = webhooks._claim(engine, policy, at(1))
+    (fresh,) = webhooks._claim(engine, policy, at(1) + 31)  # the first lease ran out
+    assert fresh["token"] != stale["token"]
+    failed = webhooks._Outcome(stale["id"], False, 500, "boom")
+    webhooks._record(engine, stale, failed, policy, at(1) + 32, random.Random(1))
+    assert outbox(engine)[0]["attempts"] == 0  # the stale outcome was not written
+    with httpx.Client(timeout=5) as client:
+        done = webhooks._send(client, fresh, at(1) + 32)
+    webhooks._record(engine, fresh, done, policy, at(1) + 32, random.Random(1))
+    assert outbox(engine)[0]["state"] == "delivered"
+    assert webhooks._claim(engine, policy, at(1) + 100) == []
+
+
+def test_no_send_starts_unless_the_lease_outlasts_it(engine: Engine, receiver: Receiver) -> None:
+    activate_model(engine, load_model(MODEL), clock=lambda: at(-1))
+    add_subscription(engine, receiver.url, ["lead.mql"], created_by="t")
+    Ingestor(engine, clock=lambda: at(1)).ingest([m for n in range(3) for m in mql(f"u{n}", 0.5)])
+    ticks = iter([at(1), at(1), at(1) + 1, at(1) + 1, at(1) + 1, at(1) + 58] + [at(1) + 58] * 9)
+    policy = DeliveryPolicy(lease=60, timeout=5)
+    with httpx.Client(timeout=5) as client:
+        sent = deliver_due(engine, client, policy=policy, clock=lambda: next(ticks))
+    assert sent == 1  # the second send would have begun 58 s into a 60 s lease
+    assert [r["state"] for r in outbox(engine)] == ["delivered", "pending", "pending"]
+    assert [r["lease_token"] for r in outbox(engine)][1:] == [None, None]  # released
 
 
 def test_subscriptions_refuse_unknown_events_and_urls(engine: Engine) -> None:

@@ -19,6 +19,7 @@ from qualify.errors import (
     NoActiveModel,
     QualifyError,
     StoreError,
+    SubscriptionNotFound,
     TransitionNotAllowed,
 )
 
@@ -48,6 +49,8 @@ class ApiProblem(Exception):
 def from_domain(exc: QualifyError) -> ApiProblem:
     if isinstance(exc, LeadNotFound):
         return ApiProblem(404, "lead_not_found", str(exc))
+    if isinstance(exc, SubscriptionNotFound):
+        return ApiProblem(404, "webhook_not_found", str(exc))
     if isinstance(exc, TransitionNotAllowed):
         return ApiProblem(
             409,

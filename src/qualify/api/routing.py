@@ -65,5 +65,5 @@ def availability(request: Request, name: str, key: Seller, body: Availability) -
     engine = request.app.state.engine
     actor = body.actor or f"{key.role}:{key.name}"
     set_available(engine, name, body.available, actor=actor, note=body.note)
-    found = next((m for m in list_members(engine) if m["member"] == name), None)
+    found = next((m for m in list_members(engine) if m["member"] == name.strip()), None)
     return found

@@ -10,6 +10,7 @@ from sqlalchemy import Engine, select
 
 from qualify.core.lifecycle import Stage, StageChanged, TransitionContext, take_action
 from qualify.errors import LeadNotFound, NoActiveModel
+from qualify.service.routing import record_late_answer
 from qualify.service.webhooks import Outbox, emit_transition, lead_snapshot
 from qualify.store import repository as repo
 from qualify.store.database import writing
@@ -55,8 +56,12 @@ def record_action(
         change = take_action(
             ctx, action, actor=actor, model_version=model.version if model else "", details=details
         )
+        if model is not None:
+            record_late_answer(conn, lead_id, status, now)
         repo.insert_rows(conn, transitions, [repo.transition_row(change, version_id)])
         values: dict[str, Any] = {"stage": str(change.to_stage), "stage_at": now}
+        if change.from_stage is Stage.MQL:  # answered: the SLA is over
+            values["sla_due_at"] = None
         if change.to_stage is Stage.NURTURE:
             values["recycled_at"] = now
         conn.execute(leads.update().where(leads.c.id == lead_id).values(values))

@@ -416,6 +416,8 @@ class _BatchWork:
         if kept.stage is Stage.LEAD and gone.stage is not Stage.LEAD:
             kept.stage, kept.stage_at = gone.stage, gone.stage_at
             kept.recycled_at, kept.qualified_at = gone.recycled_at, gone.qualified_at
+            for name in repo.ROUTING_COLUMNS:  # its owner and SLA come with its stage
+                setattr(kept, name, getattr(gone, name))
         kept.created_at = min(kept.created_at, gone.created_at)
 
     def _settle_event(

@@ -284,7 +284,7 @@ def routing_summary(status: repo.LeadStatus, now: float) -> dict[str, Any]:
         sla = {
             "due_at": format_time(status.sla_due_at),
             "seconds_left": round(status.sla_due_at - now, 3),
-            "breached": status.sla_due_at <= now,
+            "breached": status.sla_due_at < now,
             "breached_at": (
                 format_time(status.sla_breached_at) if status.sla_breached_at else None
             ),

@@ -155,8 +155,9 @@ class Routing:
         self, decision: Decision, status: repo.LeadStatus, *, actor: str, note: str = ""
     ) -> None:
         """Record a decision: on the lead's status, in the roster, as a routing row."""
-        if decision.kind == "unrouted" and status.routed_at is not None and actor == "system":
-            return  # a lead that stays unrouted is not recorded again at every try
+        if decision.kind == "unrouted" and status.routing == "unrouted" and actor == "system":
+            status.routed_at = decision.at  # tried again: not recorded again at every try
+            return
         if status.owner is not None and decision.member != status.owner:
             self.roster.release(status.owner)
         self.roster.record(decision)
@@ -303,6 +304,34 @@ def set_available(
             conn.execute(members.insert().values(name=member, **values))
 
 
+def record_late_answer(conn: Connection, lead_id: str, status: repo.LeadStatus, now: float) -> None:
+    """A sales action on an MQL whose SLA ran out before the scheduler saw it: the breach
+    is recorded all the same (once), so SLA reports miss none."""
+    if status.sla_due_at is None or status.sla_breached_at is not None:
+        return
+    if status.stage is not Stage.MQL or status.sla_due_at >= now:
+        return
+    version_id, _ = active_version(conn)
+    row = {
+        "lead_id": lead_id,
+        "member": status.owner,
+        "due_at": status.sla_due_at,
+        "breached_at": now,
+        "model_version_id": version_id,
+    }
+    repo.insert_rows(conn, sla_breaches, [row])
+    outbox = Outbox.start(conn)
+    if outbox.subscriptions:
+        data = {
+            "member": status.owner,
+            "due_at": format_time(status.sla_due_at),
+            "breached_at": format_time(now),
+            "on_breach": "none (answered late)",
+        }
+        outbox.emit("lead.sla_breached", lead_snapshot(lead_id, status), data, now)
+        outbox.write(conn)
+
+
 def list_members(engine: Engine) -> list[dict[str, Any]]:
     """Every member the models name or the store knows, with availability and open MQLs."""
     with engine.connect() as conn:
@@ -331,19 +360,20 @@ def list_members(engine: Engine) -> list[dict[str, Any]]:
     return out
 
 
-def route_pending(engine: Engine, *, clock: Clock = time.time, limit: int = 1000) -> int:
-    """Route MQLs that no rule could take before (members were away or full). Returns how
-    many found a place."""
+def route_pending(engine: Engine, *, clock: Clock = time.time, limit: int = 200) -> int:
+    """Route MQLs that no rule could take before (members were away or full), and MQLs
+    never routed (qualified before routing existed). Returns how many found a place."""
     now = clock()
     with writing(engine) as conn:
         version_id, model = active_version(conn)
         if not model.routing:
             return 0
-        ids = list(
+        waiting = (leads.c.routing == "unrouted") | leads.c.routing.is_(None)
+        ids = list(  # the least recently tried first, so every waiting lead gets its turn
             conn.execute(
                 select(leads.c.id)
-                .where(leads.c.stage == str(Stage.MQL), leads.c.routing == "unrouted")
-                .order_by(leads.c.qualified_at, leads.c.id)
+                .where(leads.c.stage == str(Stage.MQL), waiting)
+                .order_by(func.coalesce(leads.c.routed_at, 0.0), leads.c.id)
                 .limit(limit)
             ).scalars()
         )
@@ -365,7 +395,7 @@ def route_pending(engine: Engine, *, clock: Clock = time.time, limit: int = 1000
             )
             if decision.kind != "unrouted":
                 placed += 1
-                repo.save_routing_columns(conn, lead_id, item.status)
+            repo.save_routing_columns(conn, lead_id, item.status)
         routing.write(conn)
     return placed
 
@@ -388,7 +418,7 @@ def check_sla(engine: Engine, *, clock: Clock = time.time) -> SlaReport:
                 select(leads.c.id)
                 .where(
                     leads.c.stage == str(Stage.MQL),
-                    leads.c.sla_due_at <= now,
+                    leads.c.sla_due_at < now,
                     leads.c.sla_breached_at.is_(None),
                 )
                 .order_by(leads.c.sla_due_at, leads.c.id)

@@ -28,10 +28,10 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import Connection, Engine, and_, func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 
 from qualify.core.activity import format_time
-from qualify.errors import QualifyError
+from qualify.errors import QualifyError, SubscriptionNotFound
 from qualify.store import repository as repo
 from qualify.store.database import writing
 from qualify.store.tables import webhook_outbox, webhook_subscriptions
@@ -117,9 +117,14 @@ def add_subscription(
     clock: Callable[[], float] = time.time,
 ) -> dict[str, Any]:
     """Subscribe a URL to lead events; the answer holds the signing secret."""
-    parsed = httpx.URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
         raise QualifyError(f"`{url}` is not an http(s) URL")
+    if any(c.isspace() for c in url):
+        raise QualifyError(f"`{url}` is not a URL: it holds a space")
     if min_score_change < 0:
         raise QualifyError("`min_score_change` cannot be negative")
     values = {
@@ -131,7 +136,7 @@ def add_subscription(
         "created_at": clock(),
         "created_by": created_by,
     }
-    with writing(engine) as conn:
+    with writing(engine, leads=False) as conn:
         found = conn.execute(webhook_subscriptions.insert().values(values))
         (new_id,) = found.inserted_primary_key or (None,)
     return {"id": new_id, **values}
@@ -156,15 +161,21 @@ def list_subscriptions(engine: Engine) -> list[dict[str, Any]]:
 
 
 def remove_subscription(engine: Engine, sub_id: int) -> None:
-    """Stop a subscription: nothing more is queued or sent for it."""
-    with writing(engine) as conn:
+    """Stop a subscription: nothing more is queued or sent for it (its pending deliveries
+    are cancelled)."""
+    with writing(engine, leads=False) as conn:
         done = conn.execute(
             update(webhook_subscriptions)
             .where(webhook_subscriptions.c.id == sub_id, webhook_subscriptions.c.active)
             .values(active=False)
         )
         if done.rowcount == 0:
-            raise QualifyError(f"no active webhook subscription #{sub_id}")
+            raise SubscriptionNotFound(sub_id)
+        conn.execute(
+            update(webhook_outbox)
+            .where(webhook_outbox.c.subscription_id == sub_id, webhook_outbox.c.state == "pending")
+            .values(state="cancelled", lease_until=None, lease_token=None)
+        )
 
 
 def replay(
@@ -175,24 +186,38 @@ def replay(
     dead_only: bool = True,
     clock: Callable[[], float] = time.time,
 ) -> int:
-    """Queue deliveries again (by default the dead ones): they are sent anew, in order."""
+    """Queue deliveries of an active subscription again (by default the dead ones). A
+    replayed delivery is sent after the lead's deliveries still pending, but may arrive
+    after later ones that were delivered while it was dead."""
     query = update(webhook_outbox).values(
-        state="pending", attempts=0, next_attempt_at=clock(), lease_until=None
+        state="pending", attempts=0, next_attempt_at=clock(), lease_until=None, lease_token=None
     )
     query = query.where(
-        webhook_outbox.c.state == "dead" if dead_only else webhook_outbox.c.state != "pending"
+        webhook_outbox.c.state == "dead"
+        if dead_only
+        else webhook_outbox.c.state.in_(("dead", "delivered"))
     )
+    active = select(webhook_subscriptions.c.id).where(webhook_subscriptions.c.active)
+    query = query.where(webhook_outbox.c.subscription_id.in_(active))
     if subscription is not None:
         query = query.where(webhook_outbox.c.subscription_id == subscription)
     if delivery is not None:
         query = query.where(webhook_outbox.c.id == delivery)
-    with writing(engine) as conn:
+    with writing(engine, leads=False) as conn:
+        if subscription is not None:
+            found = conn.execute(
+                select(webhook_subscriptions.c.active).where(
+                    webhook_subscriptions.c.id == subscription
+                )
+            ).scalar()
+            if not found:
+                raise SubscriptionNotFound(subscription)
         return conn.execute(query).rowcount or 0
 
 
 # --- the outbox ----------------------------------------------------------------------------
 
-STATES = ("pending", "delivered", "dead")
+STATES = ("pending", "delivered", "dead", "cancelled")
 
 
 @dataclass(slots=True)
@@ -343,9 +368,22 @@ class DeliveryPolicy:
         return full / 2 + rng.uniform(0, full / 2)
 
 
+def _due(engine: Engine, now: float) -> bool:
+    """Whether anything is due: a plain read, so an idle worker takes no lock."""
+    query = (
+        select(webhook_outbox.c.id)
+        .where(webhook_outbox.c.state == "pending", webhook_outbox.c.next_attempt_at <= now)
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.execute(query).first() is not None
+
+
 def _claim(engine: Engine, policy: DeliveryPolicy, now: float) -> list[dict[str, Any]]:
-    """Due rows that are each the earliest undelivered row of their lead and subscription,
-    leased to this worker. In the writer transaction, so two workers never claim one row."""
+    """Lease due rows to this worker: each the earliest undelivered row of its lead and
+    subscription, of an active subscription. The lease is taken by a conditional update,
+    so two workers never hold one row (on PostgreSQL the second update waits for the
+    first and then finds the row leased); `lease_token` says whose lease it is."""
     o, earlier = webhook_outbox.alias("o"), webhook_outbox.alias("earlier")
     blocked = (
         select(earlier.c.id)
@@ -357,40 +395,52 @@ def _claim(engine: Engine, policy: DeliveryPolicy, now: float) -> list[dict[str,
         )
         .exists()
     )
-    query = (
-        select(o.c.id, o.c.subscription_id, o.c.event_type, o.c.payload, o.c.attempts)
+    active = select(webhook_subscriptions.c.id).where(webhook_subscriptions.c.active)
+    free = (o.c.lease_until.is_(None)) | (o.c.lease_until < now)
+    candidates = (
+        select(o.c.id)
         .where(
             o.c.state == "pending",
             o.c.next_attempt_at <= now,
-            (o.c.lease_until.is_(None)) | (o.c.lease_until < now),
+            free,
+            o.c.subscription_id.in_(active),
             ~blocked,
         )
         .order_by(o.c.id)
         .limit(policy.batch)
     )
-    with writing(engine) as conn:
-        rows = [dict(r._mapping) for r in conn.execute(query)]
-        if not rows:
+    token = secrets.token_hex(16)
+    table = webhook_outbox
+    with writing(engine, leads=False) as conn:
+        ids = list(conn.execute(candidates).scalars())
+        if not ids:
             return []
-        ids = [r["id"] for r in rows]
         conn.execute(
-            update(webhook_outbox)
-            .where(webhook_outbox.c.id.in_(ids))
-            .values(lease_until=now + policy.lease)
-        )
-        subs = {
-            r.id: (r.url, r.secret, r.active)
-            for r in conn.execute(
-                select(
-                    webhook_subscriptions.c.id,
-                    webhook_subscriptions.c.url,
-                    webhook_subscriptions.c.secret,
-                    webhook_subscriptions.c.active,
-                ).where(webhook_subscriptions.c.id.in_({r["subscription_id"] for r in rows}))
+            update(table)
+            .where(
+                table.c.id.in_(ids),
+                table.c.state == "pending",
+                (table.c.lease_until.is_(None)) | (table.c.lease_until < now),
             )
-        }
+            .values(lease_until=now + policy.lease, lease_token=token)
+        )
+        query = (
+            select(
+                table.c.id,
+                table.c.subscription_id,
+                table.c.event_type,
+                table.c.payload,
+                table.c.attempts,
+                webhook_subscriptions.c.url,
+                webhook_subscriptions.c.secret,
+            )
+            .join(webhook_subscriptions, webhook_subscriptions.c.id == table.c.subscription_id)
+            .where(table.c.lease_token == token, table.c.id.in_(ids))
+            .order_by(table.c.id)
+        )
+        rows = [dict(r._mapping) for r in conn.execute(query)]
     for row in rows:
-        row["url"], row["secret"], row["active"] = subs[row["subscription_id"]]
+        row["token"], row["lease_until"] = token, now + policy.lease
     return rows
 
 
@@ -426,63 +476,68 @@ def deliver_due(
     clock: Callable[[], float] = time.time,
     rng: random.Random | None = None,
 ) -> int:
-    """One round: claim due rows, send them, record what happened. Returns how many were
-    sent (successfully or not). A lead whose earlier row fails is not sent further rows of
-    the same subscription in this round (order is kept)."""
+    """One round: lease due rows, send each and record its outcome at once. A send is
+    started only while the lease can outlast it, so no other worker sends the row
+    meanwhile; rows the lease does not cover are released. Returns how many were sent."""
     rng = rng or random.Random()
-    rows = _claim(engine, policy, clock())
-    if not rows:
+    if not _due(engine, clock()):
         return 0
-    outcomes: list[_Outcome] = []
-    failed: set[tuple[int, str]] = set()
-    for row in rows:
-        key = (row["subscription_id"], row["payload"]["lead"]["id"])
-        if not row["active"] or key in failed:
-            outcomes.append(_Outcome(row["id"], False, None, None))  # released, not tried
-            continue
+    rows = _claim(engine, policy, clock())
+    sent = 0
+    for n, row in enumerate(rows):
+        if clock() + policy.timeout >= row["lease_until"]:
+            _release(engine, rows[n:])
+            break
         outcome = _send(client, row, clock())
-        if not outcome.ok:
-            failed.add(key)
-        outcomes.append(outcome)
-    _record(engine, rows, outcomes, policy, clock(), rng)
-    return sum(1 for o in outcomes if o.ok or o.error is not None or o.status is not None)
+        _record(engine, row, outcome, policy, clock(), rng)
+        sent += 1
+    return sent
+
+
+def _release(engine: Engine, rows: Sequence[dict[str, Any]]) -> None:
+    with writing(engine, leads=False) as conn:
+        for row in rows:
+            conn.execute(
+                update(webhook_outbox)
+                .where(
+                    webhook_outbox.c.id == row["id"], webhook_outbox.c.lease_token == row["token"]
+                )
+                .values(lease_until=None, lease_token=None)
+            )
 
 
 def _record(
     engine: Engine,
-    rows: Sequence[dict[str, Any]],
-    outcomes: Sequence[_Outcome],
+    row: dict[str, Any],
+    outcome: _Outcome,
     policy: DeliveryPolicy,
     now: float,
     rng: random.Random,
 ) -> None:
-    attempts = {r["id"]: r["attempts"] for r in rows}
-    with writing(engine) as conn:
-        for outcome in outcomes:
-            target = webhook_outbox.c.id == outcome.id
-            if outcome.ok:
-                values: dict[str, Any] = {
-                    "state": "delivered",
-                    "delivered_at": now,
-                    "attempts": attempts[outcome.id] + 1,
-                    "last_status": outcome.status,
-                    "last_error": None,
-                    "lease_until": None,
-                }
-            elif outcome.status is None and outcome.error is None:
-                values = {"lease_until": None}  # not tried: free for the next round
-            else:
-                tried = attempts[outcome.id] + 1
-                values = {
-                    "attempts": tried,
-                    "last_status": outcome.status,
-                    "last_error": outcome.error,
-                    "lease_until": None,
-                    "next_attempt_at": now + policy.delay(tried, rng),
-                }
-                if tried >= policy.max_attempts:
-                    values["state"] = "dead"
-            conn.execute(update(webhook_outbox).where(and_(target)).values(values))
+    """Write one outcome, only while this worker's lease holds the row."""
+    tried = row["attempts"] + 1
+    values: dict[str, Any] = {
+        "attempts": tried,
+        "last_status": outcome.status,
+        "lease_until": None,
+        "lease_token": None,
+    }
+    if outcome.ok:
+        values.update(state="delivered", delivered_at=now, last_error=None)
+    else:
+        values.update(last_error=outcome.error, next_attempt_at=now + policy.delay(tried, rng))
+        if tried >= policy.max_attempts:
+            values["state"] = "dead"
+    with writing(engine, leads=False) as conn:
+        conn.execute(
+            update(webhook_outbox)
+            .where(
+                webhook_outbox.c.id == row["id"],
+                webhook_outbox.c.lease_token == row["token"],
+                webhook_outbox.c.state == "pending",
+            )
+            .values(values)
+        )
 
 
 class DeliveryWorker:

@@ -82,9 +82,11 @@ _PG_WRITER_LOCK = 0x5175616C696679
 
 
 @contextlib.contextmanager
-def writing(engine: Engine) -> Iterator[Connection]:
+def writing(engine: Engine, *, leads: bool = True) -> Iterator[Connection]:
     """A transaction that changes leads: one at a time, across processes too. Each bumps
-    the store's write generation (`conn.info[GENERATION]`).
+    the store's write generation (`conn.info[GENERATION]`). `leads=False` is for writes
+    that touch no lead (webhook deliveries): they neither wait for lead writers on
+    PostgreSQL nor make ingestion forget the leads it keeps in memory.
 
     Ingestion, sales actions and rescoring read a lead, change it in memory and write it back;
     two of them at once on the same lead would lose one's update. Writers therefore hold the
@@ -94,6 +96,9 @@ def writing(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         conn.execution_options(**{WRITER_OPTION: True})
         with conn.begin():
+            if not leads:
+                yield conn
+                return
             if conn.dialect.name == "postgresql":
                 conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%s)", (_PG_WRITER_LOCK,))
             bump = (

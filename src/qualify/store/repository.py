@@ -29,6 +29,7 @@ from qualify.store.tables import (
     routings,
     sla_breaches,
     transitions,
+    webhook_outbox,
 )
 
 __all__ = ["LeadStatus", "StoredLead", "chunks"]
@@ -257,7 +258,15 @@ def merge_leads(conn: Connection, merges: Sequence[tuple[str, str]]) -> None:
     if not merges:
         return
     pairs = [{"lead_id": target, MATCH: source} for source, target in merges]
-    for table in (identities, events, ledger, transitions, routings, sla_breaches):
+    for table in (
+        identities,
+        events,
+        ledger,
+        transitions,
+        routings,
+        sla_breaches,
+        webhook_outbox,
+    ):
         update_rows(conn, table, "lead_id", pairs)
     conn.execute(delete(leads).where(leads.c.id.in_([source for source, _ in merges])))
 

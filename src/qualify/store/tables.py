@@ -276,10 +276,11 @@ webhook_outbox = Table(
     Column("event_type", String(40), nullable=False),
     Column("payload", Json, nullable=False),
     Column("created_at", Float, nullable=False),
-    Column("state", String(10), nullable=False),  # pending, delivered, dead
+    Column("state", String(10), nullable=False),  # pending, delivered, dead, cancelled
     Column("attempts", Integer, nullable=False, server_default="0"),
     Column("next_attempt_at", Float, nullable=False),
     Column("lease_until", Float),  # a worker is sending it until then
+    Column("lease_token", String(32)),  # which claim holds the lease
     Column("last_status", Integer),
     Column("last_error", Text),
     Column("delivered_at", Float),

@@ -48,6 +48,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
         sa.Column("next_attempt_at", sa.Float, nullable=False),
         sa.Column("lease_until", sa.Float),
+        sa.Column("lease_token", sa.String(32)),
         sa.Column("last_status", sa.Integer),
         sa.Column("last_error", sa.Text),
         sa.Column("delivered_at", sa.Float),
