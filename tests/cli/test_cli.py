@@ -291,3 +291,31 @@ def test_routing_from_the_command_line(tmp_path: Path) -> None:
     assert explained["routing"]["sla"]["seconds_left"] > 0
     human = qualify("explain", "u2", cwd=tmp_path).stdout
     assert "routing" in human and "SLA breached by ben" in human
+
+
+def test_webhook_subscriptions_from_the_command_line(tmp_path: Path) -> None:
+    qualify("model", "activate", str(WORKED), cwd=tmp_path)
+    added = qualify(
+        "webhooks",
+        "add",
+        "http://127.0.0.1:9/hook",
+        "--events",
+        "lead.mql,lead.routed",
+        cwd=tmp_path,
+    )
+    assert "webhook #1 → http://127.0.0.1:9/hook for lead.mql, lead.routed" in added.stderr
+    assert added.stdout.strip().startswith("whsec_")
+    qualify("ingest", str(jsonl(tmp_path / "e.jsonl", seed("ana"))), cwd=tmp_path)
+    (listed,) = json.loads(qualify("webhooks", "list", "--json", cwd=tmp_path).stdout)
+    assert listed["deliveries"] == {"pending": 2, "delivered": 0, "dead": 0, "cancelled": 0}
+    assert "secret" not in listed
+    typo = qualify(
+        "webhooks", "add", "http://x.example", "--events", "lead.sql", cwd=tmp_path, check=False
+    )
+    assert typo.returncode == 2 and "unknown webhook event `lead.sql`" in typo.stderr
+    assert "0 deliveries queued again" in qualify("webhooks", "replay", "1", cwd=tmp_path).stdout
+    assert "webhook #1 stopped" in qualify("webhooks", "remove", "1", cwd=tmp_path).stdout
+    (listed,) = json.loads(qualify("webhooks", "list", "--json", cwd=tmp_path).stdout)
+    assert listed["active"] is False and listed["deliveries"]["cancelled"] == 2
+    again = qualify("webhooks", "remove", "1", cwd=tmp_path, check=False)
+    assert again.returncode == 2 and "no active webhook subscription #1" in again.stderr

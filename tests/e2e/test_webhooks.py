@@ -111,6 +111,10 @@ def test_every_event_arrives_once_in_order_per_lead_with_valid_signatures(
     ):
         denied = sales.post("/api/webhooks", json={"url": "http://x", "events": ["lead.mql"]})
         assert denied.status_code == 403
+        assert admin.delete("/api/webhooks/999").status_code == 404
+        assert admin.post("/api/webhooks/999/replay").json()["code"] == "webhook_not_found"
+        malformed = admin.post("/api/webhooks", json={"url": "http://[::1/x", "events": EVENTS})
+        assert malformed.status_code == 400 and "not an http(s) URL" in malformed.json()["message"]
         wrong = admin.post("/api/webhooks", json={"url": "http://x", "events": ["lead.mq"]})
         assert wrong.status_code == 400 and "did you mean `lead.mql`" in wrong.json()["message"]
         created = admin.post(
