@@ -66,15 +66,16 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.state.metrics = Metrics()
         app.state.committer = _LazyCommitter(app)
         scheduler = deliveries = None
-        if settings.schedule_every > 0:  # SLA breaches and waiting MQLs, in every worker
-            scheduler = Scheduler(engine, settings.schedule_every)
-            scheduler.start()
+        if settings.schedule_every > 0:  # SLA breaches, waiting MQLs, webhooks: every worker
             policy = DeliveryPolicy(
                 base_delay=settings.webhook_base_delay,
                 max_attempts=settings.webhook_max_attempts,
             )
             deliveries = DeliveryWorker(engine, policy=policy)
-            deliveries.start()
+            await run_in_threadpool(deliveries.ensure)  # only once a webhook exists
+            scheduler = Scheduler(engine, settings.schedule_every, after_round=deliveries.ensure)
+            scheduler.start()
+        app.state.deliveries = deliveries
         # What was loaded to start is permanent; and the leads the writer keeps in memory
         # are many small long-lived objects the cyclic collector would rescan again and
         # again, pausing every request (our code makes no cycles on its hot paths).

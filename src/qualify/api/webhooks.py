@@ -46,6 +46,8 @@ def create(request: Request, body: Subscription, key: ApiKey = Admin) -> dict[st
         created_by=f"{key.role}:{key.name}",
         min_score_change=body.min_score_change,
     )
+    if request.app.state.deliveries is not None:
+        request.app.state.deliveries.ensure()  # this worker sends at once; others soon
     return iso_times(created)
 
 

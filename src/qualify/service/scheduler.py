@@ -48,9 +48,12 @@ def run_round(engine: Engine, *, clock: Callable[[], float] = time.time) -> Roun
 class Scheduler:
     """Runs `run_round` every `interval` seconds on a daemon thread until `stop`."""
 
-    def __init__(self, engine: Engine, interval: float) -> None:
+    def __init__(
+        self, engine: Engine, interval: float, after_round: Callable[[], None] | None = None
+    ) -> None:
         self.engine = engine
         self.interval = interval
+        self.after_round = after_round
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="qualify-scheduler", daemon=True)
 
@@ -65,6 +68,8 @@ class Scheduler:
         while not self._stop.wait(self.interval):
             try:
                 report = run_round(self.engine)
+                if self.after_round is not None:
+                    self.after_round()
             except Exception:  # a failed round is logged and tried again next time
                 log.exception("scheduled round failed")
                 continue
