@@ -44,13 +44,7 @@ SUMMARY_COLUMNS = (
     "campaign",
     "qualified_at",
     "scored_at",
-    "routing",
-    "owner",
-    "team",
-    "nurture_campaign",
-    "routed_at",
-    "sla_due_at",
-    "sla_breached_at",
+    *repo.ROUTING_COLUMNS,
 )
 
 

@@ -19,6 +19,7 @@ from qualify.core.activity import format_time
 from qualify.core.leadbook import LeadBook, LeadRecord
 from qualify.core.lifecycle import Stage
 from qualify.core.routing import Decision, Roster, Router, RoutingInput, Seat
+from qualify.core.scoring import CompiledModel
 from qualify.errors import LeadNotFound, QualifyError
 from qualify.model.scoring_model import ScoringModel
 from qualify.service.webhooks import Outbox, emit_routed, lead_snapshot
@@ -216,13 +217,12 @@ def _locked_lead(conn: Connection, lead_id: str, rule_count: int) -> repo.Stored
     return repo.lead_from_row(row, rule_count, lenient=True)
 
 
-def _book_for(conn: Connection, model: ScoringModel, stored: repo.StoredLead) -> LeadBook:
-    from qualify.core.scoring import CompiledModel
-
+def _book_for(conn: Connection, model: ScoringModel, stored: Iterable[repo.StoredLead]) -> LeadBook:
+    """The leads with their accounts, as routing rules see them (profiles)."""
     book = LeadBook(CompiledModel(model))
-    book.leads[stored.record.lead_id] = stored.record
-    if stored.record.account_id:
-        book.accounts = repo.load_accounts(conn, [stored.record.account_id])
+    book.leads = {s.record.lead_id: s.record for s in stored}
+    account_ids = {r.account_id for r in book.leads.values() if r.account_id}
+    book.accounts = repo.load_accounts(conn, account_ids)
     return book
 
 
@@ -237,8 +237,8 @@ def reroute_lead(engine: Engine, lead_id: str, *, actor: str, clock: Clock = tim
             raise QualifyError(
                 f"lead {stored.record.lead_id} is {status.stage}: only MQLs are routed"
             )
-        book = _book_for(conn, model, stored)
-        routing = Routing.start(conn, model, version_id, [stored.record.account_id or ""])
+        book = _book_for(conn, model, [stored])
+        routing = Routing.start(conn, model, version_id, book.accounts)
         lead = routing_input(book, stored.record, status, now)
         decision = routing.route(lead, status, now, actor=actor, note="re-routed")
         routing.write(conn)
@@ -380,13 +380,8 @@ def route_pending(engine: Engine, *, clock: Clock = time.time, limit: int = 200)
         if not ids:
             return 0
         stored = repo.load_leads(conn, ids, len(model.engagement), lenient=True)
-        from qualify.core.scoring import CompiledModel
-
-        book = LeadBook(CompiledModel(model))
-        book.leads = {i: s.record for i, s in stored.items()}
-        account_ids = {s.record.account_id for s in stored.values() if s.record.account_id}
-        book.accounts = repo.load_accounts(conn, account_ids)
-        routing = Routing.start(conn, model, version_id, account_ids)
+        book = _book_for(conn, model, stored.values())
+        routing = Routing.start(conn, model, version_id, book.accounts)
         placed = 0
         for lead_id in ids:
             item = stored[lead_id]
@@ -432,13 +427,8 @@ def check_sla(engine: Engine, *, clock: Clock = time.time) -> SlaReport:
         routing = None
         book = None
         if reassign:
-            from qualify.core.scoring import CompiledModel
-
-            book = LeadBook(CompiledModel(model))
-            book.leads = {i: s.record for i, s in stored.items()}
-            account_ids = {s.record.account_id for s in stored.values() if s.record.account_id}
-            book.accounts = repo.load_accounts(conn, account_ids)
-            routing = Routing.start(conn, model, version_id, account_ids, outbox)
+            book = _book_for(conn, model, stored.values())
+            routing = Routing.start(conn, model, version_id, book.accounts, outbox)
         breaches = []
         for lead_id in due:
             status = stored[lead_id].status
