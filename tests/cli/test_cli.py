@@ -270,14 +270,17 @@ def test_routing_from_the_command_line(tmp_path: Path) -> None:
     assert [(r["id"], r["team"], r["routing"]) for r in mine] == [("u1", "enterprise", "assign")]
     assert "ben" in qualify("leads", cwd=tmp_path).stdout  # the "routed to" column
 
-    assigned = qualify("lead", "assign", "u1", "zoe", "--by", "boss", cwd=tmp_path).stdout
-    assert "u1: assigned to zoe (enterprise) — assigned to zoe by boss" in assigned
+    assigned = qualify("lead", "assign", "u1", "zoe", "--by", "boss", cwd=tmp_path)
+    assert "u1: assigned to zoe — assigned to zoe by boss" in assigned.stdout
+    assert "note: zoe is in no team of the active model's routing rules" in assigned.stderr
+    to_ben = qualify("lead", "assign", "u3", "ben", cwd=tmp_path).stdout
+    assert "u3: assigned to ben (enterprise)" in to_ben  # his team, from the model
     rerouted = qualify("lead", "route", "u1", cwd=tmp_path).stdout
     assert "u1: assigned to ana (enterprise)" in rerouted  # ana's turn comes round again
     qualify("members", "away", "ben", "--note", "holiday", cwd=tmp_path)
     members = json.loads(qualify("members", "list", "--json", cwd=tmp_path).stdout)
     ben = next(m for m in members if m["member"] == "ben")
-    assert (ben["available"], ben["note"], ben["open_mqls"]) == (False, "holiday", 1)
+    assert (ben["available"], ben["note"], ben["open_mqls"]) == (False, "holiday", 2)
     qualify("members", "back", "ben", cwd=tmp_path)
 
     import time

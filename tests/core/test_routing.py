@@ -118,7 +118,10 @@ def test_capacity_skips_members_at_their_limit_then_the_next_rule_takes_over() -
     decisions = route_many(router(), roster, [lead(n, region="apac") for n in range(4)])
     assert [d.member for d in decisions] == ["hal", "ida", "hal", "dan"]
     assert decisions[3].rule == "everyone else"
-    assert "rule `capped`: no member of apac can take it" in decisions[3].skipped
+    assert (
+        "rule `capped`: no member of apac can take it "
+        "(hal: at capacity (2 open MQLs); ida: at capacity (1 open MQLs))"
+    ) in decisions[3].skipped
     roster.release("ida")  # ida's MQL was worked: she has room again
     assert router().route(lead(9, region="apac"), roster, at(0)).member == "ida"
 

@@ -142,6 +142,8 @@ def test_unavailable_members_and_capacity_are_honoured(engine: Engine) -> None:
         "available": False,
         "note": "on leave",
         "open_mqls": 0,
+        "capacity": None,
+        "in_model": True,
     }
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 
 from qualify.api.leads import Reader, Seller
+from qualify.core.activity import format_time
 from qualify.core.routing import Decision
-from qualify.service.queries import iso_times
 from qualify.service.routing import assign_lead, list_members, reroute_lead, set_available
 
 __all__ = ["router"]
@@ -28,13 +28,13 @@ class Reroute(BaseModel):
 
 
 class Availability(BaseModel):
-    available: bool
+    available: StrictBool = Field(..., description="true or false (not text)")
     note: str = Field("", description="why, or until when")
     actor: str | None = None
 
 
 def _decision(decision: Decision) -> dict[str, Any]:
-    return iso_times({"lead": decision.lead_id, **decision.to_dict()})
+    return {"lead": decision.lead_id, **decision.to_dict(), "at": format_time(decision.at)}
 
 
 @router.post("/leads/{lead_id}/assign", summary="Give the lead to a member by hand")

@@ -4,7 +4,7 @@
 
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -76,7 +76,7 @@ def run_demo(
     now: float | None = None,
 ) -> dict[str, Any]:
     from qualify.service.feedback import record_action
-    from qualify.service.ingest import Ingestor
+    from qualify.service.ingest import Ingestor, IngestReport
     from qualify.service.queries import explain_lead, funnel, list_leads
     from qualify.service.rescore import activate_model, rescore_all
 
@@ -90,10 +90,15 @@ def run_demo(
     activate_model(engine, model, clock=lambda: now - 90 * DAY, created_by="demo")
     spec = DemoSpec(leads=leads_count, accounts=max(1, leads_count // 6))
     messages = sorted(generate(spec, rng=rng, now=now), key=lambda e: (e.timestamp, e.message_id))
-    ingestor = Ingestor(engine, clock=lambda: now, batch_size=500_000)
+    ingestor = Ingestor(engine, clock=lambda: now)
+    report = IngestReport()
     with progress() as bar:
         task = bar.add_task("scoring demo events", total=len(messages))
-        report = ingestor.ingest(messages, progress=lambda n: bar.advance(task, n))
+        # a week at a time, as a store fed by a weekly import would have taken them: each
+        # week's MQLs are qualified and routed at its end, before sales can act on them
+        for day_end, day in _by_period(messages, now, 7 * DAY):
+            report.add(ingestor.ingest_batch(day, now=day_end))
+            bar.advance(task, len(day))
     outcomes = _sales_outcomes(engine, rng, now, record_action)
     rescore_all(engine, rebuild=False, now=now)  # recycled leads whose wait ended requalify
     elapsed = time.perf_counter() - started
@@ -105,7 +110,8 @@ def run_demo(
         markup=False,
     )
     _funnel_table(counts)
-    top_rows = list_leads(engine, stage="mql", limit=top)
+    waiting = list_leads(engine, stage="mql", limit=None)  # sales', not nurture campaigns'
+    top_rows = [r for r in waiting if r["routing"] != "nurture"][:top]
     table = Table(title=f"top {len(top_rows)} MQLs waiting for sales", title_justify="left")
     for name in ("lead", "score", "tier", "grade", "source", "MQL since", "routed to", "reasons"):
         table.add_column(name)
@@ -142,21 +148,37 @@ def _funnel_table(counts: dict[str, Any]) -> None:
     render.console.print(table)
 
 
+def _by_period(messages: list[Any], now: float, period: float) -> Iterator[tuple[float, list[Any]]]:
+    """Time-ordered messages in periods ending at `now`, each with its period's end."""
+    day: list[Any] = []
+    end = None
+    for message in messages:
+        ends = now - ((now - message.timestamp) // period) * period
+        if end is not None and ends != end:
+            yield end, day
+            day = []
+        end = ends
+        day.append(message)
+    if day and end is not None:
+        yield end, day
+
+
 def _sales_outcomes(engine: "Engine", rng: random.Random, now: float, act: Any) -> int:
-    """Sales works part of the MQLs: accept or reject, some become opportunities, won, lost."""
+    """Sales works part of the MQLs assigned to it, each by its owner after it was routed:
+    accept or reject, some become opportunities, won, lost."""
     from sqlalchemy import select
 
     from qualify.store.tables import leads
 
     with engine.connect() as conn:
         rows = conn.execute(
-            select(leads.c.id, leads.c.qualified_at)
-            .where(leads.c.stage == "mql")
+            select(leads.c.id, leads.c.routed_at, leads.c.owner)
+            .where(leads.c.stage == "mql", leads.c.routing == "assign")
             .order_by(leads.c.id)
         ).all()
     actions = 0
-    for lead_id, qualified_at in rows:
-        at = qualified_at + rng.uniform(1, 60) * 3600
+    for lead_id, routed_at, owner in rows:
+        at = routed_at + rng.uniform(1, 60) * 3600
         roll = rng.random()
         if at > now or roll > 0.75:
             continue  # still waiting for sales
@@ -181,7 +203,7 @@ def _sales_outcomes(engine: "Engine", rng: random.Random, now: float, act: Any) 
                 engine,
                 lead_id,
                 action,
-                actor=rng.choice(("dan", "eve", "ana")),
+                actor=owner,
                 reason=reason,
                 details=details,
                 clock=lambda moment=moment: moment,

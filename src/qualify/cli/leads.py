@@ -131,17 +131,38 @@ def _print_routing(routing: dict[str, Any]) -> None:
     sla = routing["sla"]
     if sla is not None:
         left = sla["seconds_left"]
-        state = f"due {sla['due_at'][:16]}, " + (
-            f"{left / 3600:.1f} h left" if left > 0 else f"late by {-left / 3600:.1f} h"
+        state = f"due {sla['due_at'][:19]}, " + (
+            f"{_span(left)} left" if left >= 0 else f"late by {_span(-left)}"
         )
         render.console.print(f"SLA: {state}", markup=False)
+    for b in routing["sla_breaches"]:
+        render.console.print(
+            f"SLA breached by {b['member'] or '-'}: due {b['due_at'][:19]}, "
+            f"recorded {b['breached_at'][:19]}",
+            markup=False,
+        )
     table = Table(title="routing", title_justify="left")
-    for name in ("at", "to", "rule", "how", "by"):
+    for name in ("at", "to", "rule", "how", "passed over", "by"):
         table.add_column(name)
     for r in routing["history"]:
         to = {"assign": r["member"], "nurture": f"nurture {r['campaign']}"}.get(r["kind"], "-")
-        table.add_row(r["at"][:16], to or "-", r["rule"] or "", r["reason"], r["actor"])
+        table.add_row(
+            r["at"][:19],
+            to or "-",
+            r["rule"] or "",
+            r["reason"],
+            "\n".join(r["skipped"]),
+            r["actor"],
+        )
     render.console.print(table)
+
+
+def _span(seconds: float) -> str:
+    """A duration as people read it: seconds, minutes, hours or days."""
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
 
 
 @app.command()

@@ -23,6 +23,25 @@ def _me() -> str:
     return os.environ.get("USER") or "ops"
 
 
+def _warn_if_unknown(engine: Any, member: str) -> None:
+    """Names are free text: say so when one is in no routing rule (a typo?)."""
+    from qualify.errors import NoActiveModel
+    from qualify.service.routing import teams_of
+    from qualify.store.versions import active_version
+
+    try:
+        with engine.connect() as conn:
+            _, model = active_version(conn)
+    except NoActiveModel:
+        return
+    if not teams_of(model, member.strip()):
+        render.err.print(
+            f"note: {member.strip()} is in no team of the active model's routing rules "
+            "(check the spelling; `qualify members list` shows the members)",
+            markup=False,
+        )
+
+
 def _print_decision(lead: str, decision: Any) -> None:
     if decision.kind == "assign":
         where = f"assigned to {decision.member}" + (f" ({decision.team})" if decision.team else "")
@@ -44,8 +63,10 @@ def assign(
     """Give a lead to a member by hand (recorded with who did it)."""
     from qualify.service.routing import assign_lead
 
-    decision = assign_lead(engine_for(db), lead, member, actor=by or _me(), team=team)
+    engine = engine_for(db)
+    decision = assign_lead(engine, lead, member, actor=by or _me(), team=team)
     _print_decision(lead, decision)
+    _warn_if_unknown(engine, member)
 
 
 @lead_app.command("route")
@@ -72,14 +93,15 @@ def list_(db: DbOption = None, as_json: JsonOption = False) -> None:
         render.print_json(rows)
         return
     table = Table(title=f"{len(rows)} members", title_justify="left")
-    for name in ("member", "teams", "available", "open MQLs", "note"):
+    for name in ("member", "teams", "available", "open MQLs", "capacity", "note"):
         table.add_column(name)
     for r in rows:
         table.add_row(
             r["member"],
-            ", ".join(r["teams"]),
+            ", ".join(r["teams"]) or "(in no routing rule)",
             "yes" if r["available"] else "no",
             str(r["open_mqls"]),
+            "" if r["capacity"] is None else str(r["capacity"]),
             r["note"],
         )
     render.console.print(table)
@@ -95,8 +117,10 @@ def away(
     """Mark a member unavailable (out of office): routing skips them."""
     from qualify.service.routing import set_available
 
-    set_available(engine_for(db), member, False, actor=by or _me(), note=note)
+    engine = engine_for(db)
+    set_available(engine, member, False, actor=by or _me(), note=note)
     render.console.print(f"{member} is unavailable: routing skips them", markup=False)
+    _warn_if_unknown(engine, member)
 
 
 @members_app.command("back")
@@ -108,8 +132,10 @@ def back(
     """Mark a member available again."""
     from qualify.service.routing import set_available
 
-    set_available(engine_for(db), member, True, actor=by or _me())
+    engine = engine_for(db)
+    set_available(engine, member, True, actor=by or _me())
     render.console.print(f"{member} is available", markup=False)
+    _warn_if_unknown(engine, member)
 
 
 @app.command()
@@ -117,8 +143,11 @@ def worker(
     db: DbOption = None,
     interval: Annotated[float, typer.Option(help="Seconds between rounds.", min=0.1)] = 30.0,
     once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
-    max_attempts: Annotated[
-        int, typer.Option(help="Attempts before a webhook delivery is dead.")
+    webhook_base_delay: Annotated[
+        float, typer.Option(help="First webhook retry after about this many seconds (doubling).")
+    ] = 5.0,
+    webhook_max_attempts: Annotated[
+        int, typer.Option(help="Attempts before a webhook delivery is dead (until replayed).")
     ] = 10,
 ) -> None:
     """Run the background work without the HTTP server: SLA breaches, MQLs waiting for a
@@ -129,15 +158,16 @@ def worker(
     from qualify.service.webhooks import DeliveryPolicy, deliver_due
 
     engine = engine_for(db)
-    policy = DeliveryPolicy(max_attempts=max_attempts)
-    render.console.print(f"worker: a round every {interval:g}s (Ctrl-C stops)", markup=False)
+    policy = DeliveryPolicy(base_delay=webhook_base_delay, max_attempts=webhook_max_attempts)
+    if not once:
+        render.console.print(f"worker: a round every {interval:g}s (Ctrl-C stops)", markup=False)
     with httpx.Client(timeout=policy.timeout) as client:
         while True:
             report = run_round(engine)
             sent = 0
             while (batch := deliver_due(engine, client, policy=policy)) > 0:
                 sent += batch
-            if report.breached or report.routed or report.requalified or sent:
+            if report.breached or report.routed or report.requalified or sent or once:
                 render.console.print(
                     f"{time.strftime('%H:%M:%S')} {report.breached} SLA breaches "
                     f"({report.reassigned} reassigned), {report.routed} waiting MQLs routed, "

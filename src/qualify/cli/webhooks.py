@@ -61,7 +61,7 @@ def list_(db: DbOption = None, as_json: JsonOption = False) -> None:
         render.print_json(rows)
         return
     table = Table(title=f"{len(rows)} webhooks", title_justify="left")
-    for name in ("id", "url", "events", "active", "pending", "delivered", "dead"):
+    for name in ("id", "url", "events", "active", "pending", "delivered", "dead", "cancelled"):
         table.add_column(name)
     for r in rows:
         d = r["deliveries"]
@@ -73,6 +73,7 @@ def list_(db: DbOption = None, as_json: JsonOption = False) -> None:
             str(d["pending"]),
             str(d["delivered"]),
             str(d["dead"]),
+            str(d["cancelled"]),
         )
     render.console.print(table)
 

@@ -229,7 +229,9 @@ def _assign(
         else:
             skipped.append(f"{member.name}: {why}")
     if not eligible:
-        passed.append(f"rule `{rule.name}`: no member of {assign.team} can take it")
+        passed.append(
+            f"rule `{rule.name}`: no member of {assign.team} can take it ({'; '.join(skipped)})"
+        )
         return None
 
     def seat(member: Member) -> Seat:

@@ -14,7 +14,7 @@ from qualify.core.leadbook import LeadBook
 from qualify.core.scoring import CompiledModel, LeadScore, score_state
 from qualify.errors import LeadNotFound, QualifyError
 from qualify.store import repository as repo
-from qualify.store.tables import events, leads, ledger, routings, transitions
+from qualify.store.tables import events, leads, ledger, routings, sla_breaches, transitions
 from qualify.store.versions import active_version
 
 __all__ = [
@@ -253,6 +253,14 @@ def explain_lead(
                 select(routings).where(routings.c.lead_id == lead_id).order_by(routings.c.id)
             )
         ]
+        breaches = [
+            iso_times(dict(r._mapping))
+            for r in conn.execute(
+                select(sla_breaches.c.member, sla_breaches.c.due_at, sla_breaches.c.breached_at)
+                .where(sla_breaches.c.lead_id == lead_id)
+                .order_by(sla_breaches.c.id)
+            )
+        ]
         entries = [
             {**dict(r._mapping), "at": format_time(r.at)}
             for r in conn.execute(
@@ -268,6 +276,7 @@ def explain_lead(
     summary["model_version_id"] = version_id
     routing = routing_summary(stored.status, now)
     routing["history"] = decisions
+    routing["sla_breaches"] = breaches
     return Explanation(summary, result, found, history, entries[::-1], routing)
 
 

@@ -268,11 +268,14 @@ def assign_lead(
             raise QualifyError(f"lead {stored.record.lead_id} is {status.stage}: it needs no owner")
         routing = Routing.start(conn, model, version_id, [])
         unavailable = " (marked unavailable)" if member in routing.roster.unavailable else ""
+        teams = teams_of(model, member)
+        if team is None:  # the member's team: the lead's, or the only one the model has
+            team = status.team if status.team in teams else (teams[0] if len(teams) == 1 else None)
         decision = Decision(
             stored.record.lead_id,
             "assign",
             now,
-            team=team or status.team,
+            team=team,
             member=member,
             strategy="manual",
             reason=f"assigned to {member} by {actor}{unavailable}",
@@ -326,14 +329,26 @@ def record_late_answer(conn: Connection, lead_id: str, status: repo.LeadStatus, 
             "member": status.owner,
             "due_at": format_time(status.sla_due_at),
             "breached_at": format_time(now),
-            "on_breach": "none (answered late)",
+            "on_breach": "none",
+            "answered_late": True,
         }
         outbox.emit("lead.sla_breached", lead_snapshot(lead_id, status), data, now)
         outbox.write(conn)
 
 
+def teams_of(model: ScoringModel, member: str) -> list[str]:
+    """The teams whose routing rules list the member, in rule order."""
+    teams = [
+        rule.assign.team
+        for rule in model.routing
+        if rule.assign is not None and any(m.name == member for m in rule.assign.members)
+    ]
+    return list(dict.fromkeys(teams))
+
+
 def list_members(engine: Engine) -> list[dict[str, Any]]:
-    """Every member the models name or the store knows, with availability and open MQLs."""
+    """Every member the active model names, marked by hand, or holding open MQLs, with
+    availability, capacity and open MQLs."""
     with engine.connect() as conn:
         _, model = active_version(conn)
         roster = load_roster(conn, [])
@@ -343,7 +358,13 @@ def list_members(engine: Engine) -> list[dict[str, Any]]:
         if rule.assign is not None:
             for m in rule.assign.members:
                 names.setdefault(m.name, set()).add(rule.assign.team)
-    for name in marked:
+    limits: dict[str, int] = {}
+    for rule in model.routing:
+        if rule.assign is not None:
+            for m in rule.assign.members:
+                if m.capacity is not None:
+                    limits[m.name] = min(limits.get(m.name, m.capacity), m.capacity)
+    for name in (*marked, *roster.open_mqls):
         names.setdefault(name, set())
     out = []
     for name in sorted(names):
@@ -355,6 +376,8 @@ def list_members(engine: Engine) -> list[dict[str, Any]]:
                 "available": row.available if row is not None else True,
                 "note": row.note if row is not None else "",
                 "open_mqls": roster.open_mqls.get(name, 0),
+                "capacity": limits.get(name),
+                "in_model": bool(names[name]),
             }
         )
     return out
@@ -449,6 +472,7 @@ def check_sla(engine: Engine, *, clock: Clock = time.time) -> SlaReport:
                     "due_at": format_time(status.sla_due_at or now),
                     "breached_at": format_time(now),
                     "on_breach": model.lifecycle.on_breach,
+                    "answered_late": False,
                 }
                 outbox.emit("lead.sla_breached", lead_snapshot(lead_id, status), data, now)
             if routing is not None and book is not None:
