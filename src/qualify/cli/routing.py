@@ -8,7 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from qualify.cli import render
-from qualify.cli.shared import DbOption, JsonOption, app, engine_for, lead_app
+from qualify.cli.shared import (
+    DbOption,
+    JsonOption,
+    WebhookBaseDelay,
+    WebhookMaxAttempts,
+    app,
+    engine_for,
+    lead_app,
+)
 
 members_app = typer.Typer(
     help="Members who take leads: who is available, how many open MQLs they hold.",
@@ -143,12 +151,8 @@ def worker(
     db: DbOption = None,
     interval: Annotated[float, typer.Option(help="Seconds between rounds.", min=0.1)] = 30.0,
     once: Annotated[bool, typer.Option("--once", help="One round, then exit.")] = False,
-    webhook_base_delay: Annotated[
-        float, typer.Option(help="First webhook retry after about this many seconds (doubling).")
-    ] = 5.0,
-    webhook_max_attempts: Annotated[
-        int, typer.Option(help="Attempts before a webhook delivery is dead (until replayed).")
-    ] = 10,
+    webhook_base_delay: WebhookBaseDelay = 5.0,
+    webhook_max_attempts: WebhookMaxAttempts = 10,
 ) -> None:
     """Run the background work without the HTTP server: SLA breaches, MQLs waiting for a
     member, webhook deliveries. `qualify serve` runs the same in each of its workers."""

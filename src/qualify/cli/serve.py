@@ -8,7 +8,14 @@ from typing import Annotated
 import typer
 
 from qualify.cli import render
-from qualify.cli.shared import DbOption, JsonOption, app, engine_for
+from qualify.cli.shared import (
+    DbOption,
+    JsonOption,
+    WebhookBaseDelay,
+    WebhookMaxAttempts,
+    app,
+    engine_for,
+)
 from qualify.errors import QualifyError
 
 keys_app = typer.Typer(
@@ -36,12 +43,8 @@ def serve(
         float,
         typer.Option(help="Seconds between rounds of SLA checks and routing of waiting MQLs."),
     ] = 30.0,
-    webhook_base_delay: Annotated[
-        float, typer.Option(help="First webhook retry after about this many seconds (doubling).")
-    ] = 5.0,
-    webhook_max_attempts: Annotated[
-        int, typer.Option(help="Attempts before a webhook delivery is dead (until replayed).")
-    ] = 10,
+    webhook_base_delay: WebhookBaseDelay = 5.0,
+    webhook_max_attempts: WebhookMaxAttempts = 10,
 ) -> None:
     """Run the HTTP service: Segment-compatible ingestion at /v1, the lead API at /api,
     OpenAPI docs at /docs. Callers need keys: `qualify keys create --role write` for a

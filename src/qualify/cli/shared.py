@@ -42,6 +42,12 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+WebhookBaseDelay = Annotated[
+    float, typer.Option(help="First webhook retry after about this many seconds (doubling).")
+]
+WebhookMaxAttempts = Annotated[
+    int, typer.Option(help="Attempts before a webhook delivery is dead (until replayed).")
+]
 
 
 def engine_for(db: str | None, *, create: bool = False) -> "Engine":
