@@ -167,10 +167,22 @@ def worker(
         render.console.print(f"worker: a round every {interval:g}s (Ctrl-C stops)", markup=False)
     with httpx.Client(timeout=policy.timeout) as client:
         while True:
-            report = run_round(engine)
-            sent = 0
-            while (batch := deliver_due(engine, client, policy=policy)) > 0:
-                sent += batch
+            try:
+                report = run_round(engine)
+                sent = 0
+                while (batch := deliver_due(engine, client, policy=policy)) > 0:
+                    sent += batch
+            except Exception as exc:
+                if once:
+                    raise
+                # a busy or unreachable store: say so and try again next round
+                render.err.print(
+                    f"{time.strftime('%H:%M:%S')} round failed, retrying in {interval:g}s: "
+                    f"{type(exc).__name__}: {exc}",
+                    markup=False,
+                )
+                time.sleep(interval)
+                continue
             if report.breached or report.routed or report.requalified or sent or once:
                 render.console.print(
                     f"{time.strftime('%H:%M:%S')} {report.breached} SLA breaches "
