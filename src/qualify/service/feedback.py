@@ -6,10 +6,10 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from qualify.core.lifecycle import Stage, StageChanged, TransitionContext, take_action
-from qualify.errors import LeadNotFound, NoActiveModel
+from qualify.errors import NoActiveModel
 from qualify.service.routing import record_late_answer
 from qualify.service.webhooks import Outbox, emit_transition, lead_snapshot
 from qualify.store import repository as repo
@@ -37,18 +37,8 @@ def record_action(
             version_id, model = active_version(conn)
         except NoActiveModel:
             version_id, model = None, None
-        resolved = repo.resolve_lead_id(conn, lead_id)
-        if resolved is None:
-            raise LeadNotFound(lead_id)
-        lead_id = resolved
-        query = select(leads).where(leads.c.id == lead_id)
-        if conn.dialect.name == "postgresql":
-            query = query.with_for_update()
-        row = conn.execute(query).first()
-        if row is None:
-            raise LeadNotFound(lead_id)
-        stored = repo.lead_from_row(row, 0, lenient=True)
-        status = stored.status
+        stored = repo.lock_lead(conn, lead_id, 0)
+        lead_id, status = stored.record.lead_id, stored.status
         requalify_after = model.lifecycle.requalify_after if model else None
         ctx = TransitionContext(
             lead_id, status.stage, now, reason, status.recycled_at, requalify_after
@@ -56,8 +46,9 @@ def record_action(
         change = take_action(
             ctx, action, actor=actor, model_version=model.version if model else "", details=details
         )
+        outbox = Outbox.start(conn)
         if model is not None:
-            record_late_answer(conn, lead_id, status, now)
+            record_late_answer(conn, lead_id, status, now, version_id, outbox)
         repo.insert_rows(conn, transitions, [repo.transition_row(change, version_id)])
         values: dict[str, Any] = {"stage": str(change.to_stage), "stage_at": now}
         if change.from_stage is Stage.MQL:  # answered: the SLA is over
@@ -65,9 +56,8 @@ def record_action(
         if change.to_stage is Stage.NURTURE:
             values["recycled_at"] = now
         conn.execute(leads.update().where(leads.c.id == lead_id).values(values))
-        outbox = Outbox.start(conn)
         if outbox.subscriptions:
             status.stage, status.stage_at = change.to_stage, now
             emit_transition(outbox, change, lead_snapshot(lead_id, status))
-            outbox.write(conn)
+        outbox.write(conn)
     return change

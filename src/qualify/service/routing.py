@@ -20,7 +20,7 @@ from qualify.core.leadbook import LeadBook, LeadRecord
 from qualify.core.lifecycle import Stage
 from qualify.core.routing import Decision, Roster, Router, RoutingInput, Seat
 from qualify.core.scoring import CompiledModel
-from qualify.errors import LeadNotFound, QualifyError
+from qualify.errors import QualifyError
 from qualify.model.scoring_model import ScoringModel
 from qualify.service.webhooks import Outbox, emit_routed, lead_snapshot
 from qualify.store import repository as repo
@@ -204,19 +204,6 @@ class Routing:
             self.outbox.write(conn, owners)
 
 
-def _locked_lead(conn: Connection, lead_id: str, rule_count: int) -> repo.StoredLead:
-    resolved = repo.resolve_lead_id(conn, lead_id)
-    if resolved is None:
-        raise LeadNotFound(lead_id)
-    query = select(leads).where(leads.c.id == resolved)
-    if conn.dialect.name == "postgresql":
-        query = query.with_for_update()
-    row = conn.execute(query).first()
-    if row is None:
-        raise LeadNotFound(lead_id)
-    return repo.lead_from_row(row, rule_count, lenient=True)
-
-
 def _book_for(conn: Connection, model: ScoringModel, stored: Iterable[repo.StoredLead]) -> LeadBook:
     """The leads with their accounts, as routing rules see them (profiles)."""
     book = LeadBook(CompiledModel(model))
@@ -231,7 +218,7 @@ def reroute_lead(engine: Engine, lead_id: str, *, actor: str, clock: Clock = tim
     now = clock()
     with writing(engine) as conn:
         version_id, model = active_version(conn)
-        stored = _locked_lead(conn, lead_id, len(model.engagement))
+        stored = repo.lock_lead(conn, lead_id, len(model.engagement))
         status = stored.status
         if status.stage is not Stage.MQL:
             raise QualifyError(
@@ -262,7 +249,7 @@ def assign_lead(
         raise QualifyError("name the member to assign the lead to")
     with writing(engine) as conn:
         version_id, model = active_version(conn)
-        stored = _locked_lead(conn, lead_id, len(model.engagement))
+        stored = repo.lock_lead(conn, lead_id, len(model.engagement))
         status = stored.status
         if status.stage in (Stage.CUSTOMER, Stage.DISQUALIFIED):
             raise QualifyError(f"lead {stored.record.lead_id} is {status.stage}: it needs no owner")
@@ -307,14 +294,20 @@ def set_available(
             conn.execute(members.insert().values(name=member, **values))
 
 
-def record_late_answer(conn: Connection, lead_id: str, status: repo.LeadStatus, now: float) -> None:
+def record_late_answer(
+    conn: Connection,
+    lead_id: str,
+    status: repo.LeadStatus,
+    now: float,
+    version_id: int | None,
+    outbox: Outbox,
+) -> None:
     """A sales action on an MQL whose SLA ran out before the scheduler saw it: the breach
-    is recorded all the same (once), so SLA reports miss none."""
+    is recorded all the same (once), so SLA reports miss none. The caller writes `outbox`."""
     if status.sla_due_at is None or status.sla_breached_at is not None:
         return
     if status.stage is not Stage.MQL or status.sla_due_at >= now:
         return
-    version_id, _ = active_version(conn)
     row = {
         "lead_id": lead_id,
         "member": status.owner,
@@ -323,7 +316,6 @@ def record_late_answer(conn: Connection, lead_id: str, status: repo.LeadStatus, 
         "model_version_id": version_id,
     }
     repo.insert_rows(conn, sla_breaches, [row])
-    outbox = Outbox.start(conn)
     if outbox.subscriptions:
         data = {
             "member": status.owner,
@@ -333,7 +325,6 @@ def record_late_answer(conn: Connection, lead_id: str, status: repo.LeadStatus, 
             "answered_late": True,
         }
         outbox.emit("lead.sla_breached", lead_snapshot(lead_id, status), data, now)
-        outbox.write(conn)
 
 
 def teams_of(model: ScoringModel, member: str) -> list[str]:

@@ -20,6 +20,7 @@ from qualify.core.activity import ActivityEvent, decode_message
 from qualify.core.leadbook import Account, LeadRecord, Traits
 from qualify.core.lifecycle import Stage, StageChanged
 from qualify.core.state import LeadState
+from qualify.errors import LeadNotFound
 from qualify.store.tables import (
     accounts,
     events,
@@ -390,6 +391,19 @@ def stored_event(payload: dict[str, Any], ts: float) -> ActivityEvent:
     if event.timestamp != ts:  # the payload's text time is rounded to milliseconds
         event = msgspec.structs.replace(event, timestamp=ts)
     return event
+
+
+def lock_lead(conn: Connection, given: str, rule_count: int) -> StoredLead:
+    """The lead a user means (any of its ids), locked for this transaction on PostgreSQL
+    (SQLite's writer already holds the whole store); `LeadNotFound` when there is none."""
+    resolved = resolve_lead_id(conn, given)
+    query = select(leads).where(leads.c.id == (resolved or given))
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first() if resolved is not None else None
+    if row is None:
+        raise LeadNotFound(given)
+    return lead_from_row(row, rule_count, lenient=True)
 
 
 def resolve_lead_id(conn: Connection, given: str) -> str | None:
