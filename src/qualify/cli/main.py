@@ -10,6 +10,7 @@ import sys
 
 from qualify import __version__
 from qualify.cli import (  # noqa: F401  (importing registers the commands)
+    batch,
     demo,
     files,
     leads,

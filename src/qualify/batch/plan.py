@@ -1,0 +1,219 @@
+"""A scoring model compiled into one relational plan (Ibis): scores for every lead at once.
+
+Inputs are two relations: `events` (lead_id, message_id, name, ts, properties as JSON) — the
+messages rules can match, each already resolved to its lead — and `profiles` (lead_id,
+profile as JSON, as of the scoring moment). The plan gives one row per lead: `fit`,
+`engagement`, `score`, `mql`, `pql`, `tier`, `grade` and one points column per rule (NULL when
+the rule does not hold), so batch results explain themselves like live ones.
+
+Every engagement rule becomes a per-lead aggregate over its own hits, as in
+`qualify.core.scoring`: hits sorted by (timestamp, messageId); `once` takes the first,
+`distinct` the first per value, `times` the latest hit at which the count (or distinct count)
+inside its window reached `times` — a range self-join, since the window ends at a row, not at a
+timestamp; then expiry, decay by the earning hit's age, and the cap.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import ibis
+import ibis.expr.types as ir
+
+from qualify.batch.predicates import Fallbacks, PredicateCompiler, distinct_key
+from qualify.core.scoring import CompiledModel
+from qualify.model.qualification import Criteria
+from qualify.model.rules import EngagementRule
+from qualify.model.scoring_model import ScoringModel
+
+__all__ = ["RULE_PREFIX", "ScorePlan", "compile_plan"]
+
+RULE_PREFIX = "rule:"  # per-rule points columns: `rule:<rule name>`
+_tags = itertools.count()
+
+
+@dataclass(frozen=True)
+class ScorePlan:
+    """The compiled plan and the Python functions it calls for rare values."""
+
+    table: ir.Table
+    fallbacks: Fallbacks
+    rule_columns: tuple[str, ...]
+
+
+def compile_plan(
+    model: ScoringModel | CompiledModel, events: ir.Table, profiles: ir.Table, as_of: float
+) -> ScorePlan:
+    """The plan scoring every lead named in `events` or `profiles` as of `as_of`."""
+    if isinstance(model, CompiledModel):
+        model = model.model
+    fallbacks = Fallbacks(str(next(_tags)))
+    compiler = PredicateCompiler(fallbacks)
+    properties = events.properties.cast("json")
+    events = events.select("lead_id", "message_id", "name", "ts", properties=properties).filter(
+        events.ts <= as_of
+    )
+    leads = events.select("lead_id").union(profiles.select("lead_id"), distinct=True).distinct()
+    table = leads.left_join(profiles, "lead_id").select(
+        leads.lead_id, profile=profiles.profile.cast("json")
+    )
+    fit_terms: list[ir.FloatingValue] = []
+    columns: dict[str, ir.Value] = {}
+    for rule in model.fit:
+        holds = compiler.compile(rule.when, table.profile).fill_null(False)
+        column = RULE_PREFIX + rule.name
+        columns[column] = ibis.ifelse(holds, float(rule.points), ibis.null("float64"))
+    table = table.mutate(**columns)
+    for rule in model.fit:
+        fit_terms.append(table[RULE_PREFIX + rule.name].fill_null(0.0))
+    for rule in model.engagement:
+        points = _engagement(rule, events, as_of, model.half_life, compiler, fallbacks)
+        table = table.left_join(points, "lead_id").drop("lead_id_right")
+    fit = _sum(fit_terms)
+    engagement = _sum([table[RULE_PREFIX + r.name].fill_null(0.0) for r in model.engagement])
+    table = table.mutate(fit=fit, engagement=engagement)
+    table = table.mutate(score=table.fit + table.engagement)
+    holding = {name: table[RULE_PREFIX + name].notnull() for name in model.rule_names}
+    q = model.qualification
+
+    def holds(criteria: Criteria | None, *, grade: bool = False) -> ir.BooleanValue:
+        if criteria is None:
+            return ibis.literal(False)
+        engagement = ibis.literal(0.0) if grade else table.engagement
+        score = table.fit if grade else table.score
+        return _criteria(criteria, table.fit, engagement, score, holding)
+
+    def first(entries: tuple[tuple[str, Criteria], ...], *, grade: bool = False) -> ir.Value:
+        if not entries:
+            return ibis.null("string")
+        return ibis.cases(
+            *((holds(c, grade=grade), name) for name, c in entries), else_=ibis.null("string")
+        )
+
+    table = table.mutate(
+        mql=holds(q.mql),
+        pql=holds(q.pql),
+        tier=first(q.tiers),
+        grade=first(q.grades, grade=True),
+    )
+    rule_columns = tuple(RULE_PREFIX + name for name in model.rule_names)
+    table = table.select(
+        "lead_id", "fit", "engagement", "score", "mql", "pql", "tier", "grade", *rule_columns
+    )
+    return ScorePlan(table, fallbacks, rule_columns)
+
+
+def _sum(terms: list[ir.FloatingValue]) -> ir.FloatingValue:
+    """Left to right from 0.0, the order in which the live engine adds (so the same bits)."""
+    total: ir.FloatingValue = ibis.literal(0.0)
+    for term in terms:
+        total = total + term
+    return total
+
+
+def _criteria(
+    criteria: Criteria,
+    fit: ir.FloatingValue,
+    engagement: ir.FloatingValue,
+    score: ir.FloatingValue,
+    holding: dict[str, ir.BooleanValue],
+) -> ir.BooleanValue:
+    result: ir.BooleanValue = ibis.literal(True)
+    if criteria.score_at_least is not None:
+        result = result & (score >= criteria.score_at_least)
+    if criteria.fit_at_least is not None:
+        result = result & (fit >= criteria.fit_at_least)
+    if criteria.engagement_at_least is not None:
+        result = result & (engagement >= criteria.engagement_at_least)
+    for name in criteria.all:
+        result = result & holding.get(name, ibis.literal(False))
+    if criteria.any:
+        anyone: ir.BooleanValue = ibis.literal(False)
+        for name in criteria.any:
+            anyone = anyone | holding.get(name, ibis.literal(False))
+        result = result & anyone
+    return result
+
+
+def _engagement(
+    rule: EngagementRule,
+    events: ir.Table,
+    as_of: float,
+    half_life: float | None,
+    compiler: PredicateCompiler,
+    fallbacks: Fallbacks,
+) -> ir.Table:
+    """(lead_id, `rule:<name>`) for the leads the rule gives points to."""
+    hits = events.filter(events.name.isin(list(rule.events)))
+    if rule.where is not None:
+        hits = hits.filter(compiler.compile(rule.where, hits.properties))
+    if rule.distinct is not None:
+        hits = hits.mutate(value=distinct_key(hits.properties, rule.distinct, fallbacks))
+        hits = hits.filter(hits.value.notnull())
+    else:
+        hits = hits.mutate(value=ibis.null("string"))
+    hits = hits.select("lead_id", "message_id", "ts", "value")
+    earning = _earning(rule, hits)
+    if rule.expires_after is not None:
+        earning = earning.filter(earning.ts >= as_of - rule.expires_after)
+    if half_life is None:
+        total = earning.count().cast("float64") * float(rule.points)
+    else:
+        total = ibis.literal(0.5).pow((as_of - earning.ts) / half_life).sum() * float(rule.points)
+    points = earning.group_by("lead_id").aggregate(total=total)
+    capped = points.total
+    if rule.max_points is not None:
+        cap = float(rule.max_points)
+        if rule.points > 0:
+            capped = ibis.ifelse(points.total > cap, cap, points.total)
+        elif rule.points < 0:
+            capped = ibis.ifelse(points.total < -cap, -cap, points.total)
+    return points.select("lead_id", **{RULE_PREFIX + rule.name: capped})
+
+
+def _earning(rule: EngagementRule, hits: ir.Table) -> ir.Table:
+    """The hits that earn the rule's points (before expiry)."""
+    kind = rule.kind
+    order = [hits.ts, hits.message_id]
+    if kind == "each":
+        return hits
+    if kind == "once":
+        first = ibis.row_number().over(group_by=hits.lead_id, order_by=order)
+        return hits.filter(first == 0)
+    if kind == "distinct":
+        first = ibis.row_number().over(group_by=[hits.lead_id, hits.value], order_by=order)
+        return hits.filter(first == 0)
+    times = rule.times or 1
+    if rule.within is None:
+        count = (hits.value.nunique() if rule.distinct is not None else hits.count()).name("held")
+        enough = hits.group_by("lead_id").aggregate(held=count)
+        enough = enough.filter(enough.held >= times).select("lead_id")
+        counted = hits.semi_join(enough, "lead_id")
+    else:
+        # For each hit k, the hits j in its window: ts_j ≥ ts_k − within, and not after k
+        # in (timestamp, messageId) order — the live engine's `bisect_left` .. k.
+        k = hits
+        j = hits.view()
+        pairs = k.join(
+            j,
+            [
+                k.lead_id == j.lead_id,
+                j.ts >= k.ts - rule.within,
+                (j.ts < k.ts) | ((j.ts == k.ts) & (j.message_id <= k.message_id)),
+            ],
+        ).select(
+            lead_id=k.lead_id,
+            message_id=k.message_id,
+            ts=k.ts,
+            value=k.value,
+            other=j.value if rule.distinct is not None else j.message_id,
+        )
+        held = pairs.group_by(["lead_id", "message_id", "ts", "value"]).aggregate(
+            held=pairs.other.nunique()
+        )
+        counted = held.filter(held.held >= times).select("lead_id", "message_id", "ts", "value")
+    latest = ibis.row_number().over(
+        group_by=counted.lead_id, order_by=[counted.ts.desc(), counted.message_id.desc()]
+    )
+    return counted.filter(latest == 0)
