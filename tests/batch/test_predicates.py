@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qualify.batch.predicates import Fallbacks, PredicateCompiler, distinct_key
+from qualify.batch.predicates import Document, Fallbacks, PredicateCompiler, distinct_key, keys_of
 from qualify.core.predicates import compile_predicate
 from qualify.core.scoring import normalise_distinct
 from qualify.model.predicates import AllOf, AnyOf, Compare, Not, Predicate
@@ -91,9 +91,12 @@ def documents(draw: st.DrawFn) -> dict:
 def evaluate(predicate: Predicate, docs: list[dict]) -> list[bool]:
     table = pa.table({"i": list(range(len(docs))), "doc": [orjson.dumps(d).decode() for d in docs]})
     con = ibis.duckdb.connect()
-    t = con.create_table("docs", table)
-    compiler = PredicateCompiler(Fallbacks("test"))
-    expr = t.select(t.i, holds=compiler.compile(predicate, t.doc.cast("json")).fill_null(False))
+    fallbacks = Fallbacks("test")
+    t, doc = Document.prepare(
+        con.create_table("docs", table), "doc", keys_of(predicate), "k_", fallbacks
+    )
+    holds = PredicateCompiler(fallbacks).compile(predicate, doc, t).fill_null(False)
+    expr = t.select(t.i, holds=holds)
     rows = sorted(expr.to_pyarrow().to_pylist(), key=lambda r: r["i"])
     return [r["holds"] for r in rows]
 
@@ -129,8 +132,8 @@ def test_distinct_keys_are_equal_exactly_when_python_values_are(values: list) ->
     docs = [{"k": v} for v in values]
     table = pa.table({"i": list(range(len(docs))), "doc": [orjson.dumps(d).decode() for d in docs]})
     con = ibis.duckdb.connect()
-    t = con.create_table("docs", table)
-    expr = t.select(t.i, key=distinct_key(t.doc.cast("json"), "k", Fallbacks("d")))
+    t, doc = Document.prepare(con.create_table("docs", table), "doc", {"k"}, "k_", Fallbacks("d"))
+    expr = t.select(t.i, key=distinct_key(doc, t, "k"))
     keys = [r["key"] for r in sorted(expr.to_pyarrow().to_pylist(), key=lambda r: r["i"])]
     python = [normalise_distinct(v) for v in values]
     assert [k is None for k in keys] == [p is None for p in python]

@@ -49,25 +49,35 @@ def from_messages(
     seen = book.seen
     assert seen is not None
     named = set().union(*(rule.events for rule in model.engagement))
-    rows: list[tuple[ActivityEvent, str | None, str | None]] = []
+    users, anonymous = book.graph.users, book.graph.anonymous
+    # column by column, so the messages themselves (their dicts) are freed as we go
+    message_ids: list[str] = []
+    names: list[str] = []
+    times: list[float] = []
+    properties: list[str] = []
+    ids: list[tuple[str | None, str | None]] = []
     for event in messages:
         if event.message_id in seen:
             continue
-        book.apply(event)
+        user, anon = event.user_id, event.anonymous_id
+        if (
+            event.name
+            and (user is None or anon is None)
+            and (user or anon) in (users if anon is None else anonymous)
+        ):
+            # One id, already known: the message changes no identity and no profile (only
+            # first/last seen, which scores do not read), so the book need not see it.
+            seen.add(event.message_id)
+        else:
+            book.apply(event)
         if event.name in named:
-            rows.append((event, event.user_id, event.anonymous_id))
-    users, anonymous = book.graph.users, book.graph.anonymous
-    leads = [users[u] if u is not None else anonymous[a] for _, u, a in rows]  # type: ignore[index]
-    events = pa.table(
-        [
-            leads,
-            [e.message_id for e, _, _ in rows],
-            [e.name for e, _, _ in rows],
-            [e.timestamp for e, _, _ in rows],
-            [orjson.dumps(e.properties).decode() for e, _, _ in rows],
-        ],
-        schema=EVENT_SCHEMA,
-    )
+            message_ids.append(event.message_id)
+            names.append(event.name)
+            times.append(event.timestamp)
+            properties.append(orjson.dumps(event.properties).decode())
+            ids.append((user, anon))
+    leads = [users[u] if u is not None else anonymous[a] for u, a in ids]  # type: ignore[index]
+    events = pa.table([leads, message_ids, names, times, properties], schema=EVENT_SCHEMA)
     profiles = pa.table(
         [
             list(book.leads),

@@ -26,7 +26,7 @@ from qualify.core.scoring import normalise_distinct
 from qualify.errors import QualifyError
 from qualify.model.predicates import AllOf, AnyOf, Compare, Not, Predicate
 
-__all__ = ["Fallbacks", "PredicateCompiler", "json_value"]
+__all__ = ["Document", "Fallbacks", "PredicateCompiler", "distinct_key", "keys_of"]
 
 JSON = dt.JSON()
 _NUMBER_TYPES = ("BIGINT", "UBIGINT", "DOUBLE")
@@ -37,8 +37,10 @@ _PLAIN_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 _ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
 
 
-@ibis.udf.scalar.builtin(signature=((JSON, dt.string), JSON))
-def json_extract(doc: Any, path: str) -> Any: ...  # type: ignore[empty-body]
+@ibis.udf.scalar.builtin(
+    name="json_extract", signature=((JSON, dt.Array(dt.string)), dt.Array(JSON))
+)
+def json_extract_many(doc: Any, paths: list[str]) -> Any: ...  # type: ignore[empty-body]
 
 
 @ibis.udf.scalar.builtin(signature=((JSON,), dt.string))
@@ -70,15 +72,68 @@ def _path(key: str) -> str:
     return "$." + ".".join(f'"{part}"' for part in key.split("."))
 
 
-def json_value(doc: ir.Value, key: str) -> ir.Value:
-    """The JSON value at a dotted key, as `qualify.core.predicates.lookup` finds it: a flat
-    key that itself contains dots wins when it holds a value."""
-    if "." not in key:
-        return json_extract(doc, _path(key))
-    flat = json_extract(doc, '$."' + _path(key)[2:].replace('"', "") + '"')
-    nested = json_extract(doc, _path(key))
-    flat_type = json_type(flat)
-    return ibis.ifelse(flat_type.notnull() & (flat_type != "NULL"), flat, nested)
+def keys_of(predicate: Predicate | None) -> set[str]:
+    """Every key a predicate reads."""
+    if predicate is None:
+        return set()
+    if isinstance(predicate, Compare):
+        return {predicate.key}
+    if isinstance(predicate, Not):
+        return keys_of(predicate.item)
+    return set().union(*(keys_of(item) for item in predicate.items))
+
+
+class Document:
+    """The values a plan reads from one JSON column, extracted once per row.
+
+    A JSON text is parsed by every `json_extract` call on it, and each operator looks at a
+    value several ways (type, text, number); so all the keys are extracted in one call into
+    columns, and predicates refer to those columns (`bind` them to the table at hand).
+    """
+
+    def __init__(self, names: dict[str, str], fallbacks: Fallbacks) -> None:
+        self.names = names
+        self.fallbacks = fallbacks
+
+    @classmethod
+    def prepare(
+        cls, table: ir.Table, column: str, keys: set[str], prefix: str, fallbacks: Fallbacks
+    ) -> tuple[ir.Table, Document]:
+        """`table` with the value of every key as columns, and the document naming them."""
+        ordered = sorted(keys)
+        paths: list[str] = []
+        for key in ordered:
+            paths.append(_path(key))
+            if "." in key:  # a flat key that itself contains dots wins when it has a value
+                paths.append('$."' + key + '"')
+        if not ordered:
+            return table, cls({}, fallbacks)
+        parsed = json_extract_many(table[column].cast("json"), paths)
+        table = table.mutate(**{prefix: parsed})
+        values: dict[str, ir.Value] = {}
+        names: dict[str, str] = {}
+        at = 0
+        for n, key in enumerate(ordered):
+            name = f"{prefix}{n}"
+            names[key] = name
+            value = table[prefix][at]
+            at += 1
+            if "." in key:
+                flat = table[prefix][at]
+                at += 1
+                flat_type = json_type(flat)
+                value = ibis.ifelse(flat_type.notnull() & (flat_type != "NULL"), flat, value)
+            values[name] = value
+        table = table.mutate(**values)
+        table = table.mutate(
+            **{f"{name}_type": json_type(table[name]) for name in names.values()},
+            **{f"{name}_text": json_extract_string(table[name], "$") for name in names.values()},
+        )
+        return table, cls(names, fallbacks)
+
+    def value(self, table: ir.Table, key: str) -> _Value:
+        name = self.names[key]
+        return _Value(table[name], table[f"{name}_type"], table[f"{name}_text"], self.fallbacks)
 
 
 class Fallbacks:
@@ -129,10 +184,12 @@ class Fallbacks:
 class _Value:
     """One JSON value and the SQL views of it that the operators need."""
 
-    def __init__(self, value: ir.Value, fallbacks: Fallbacks) -> None:
+    def __init__(
+        self, value: ir.Value, kind: ir.StringValue, text: ir.StringValue, fallbacks: Fallbacks
+    ) -> None:
         self.json = value
-        self.type = json_type(value)
-        self.text = json_extract_string(value, "$")
+        self.type = kind
+        self.text = text
         self.fallbacks = fallbacks
         self.is_text = self.type == "VARCHAR"
         self.is_number = self.type.isin(_NUMBER_TYPES)
@@ -166,14 +223,17 @@ class PredicateCompiler:
     def __init__(self, fallbacks: Fallbacks) -> None:
         self.fallbacks = fallbacks
 
-    def compile(self, predicate: Predicate | None, doc: ir.Value) -> ir.BooleanValue:
+    def compile(
+        self, predicate: Predicate | None, doc: Document, table: ir.Table
+    ) -> ir.BooleanValue:
+        """Whether `predicate` holds on each row of `table` (prepared with `doc`)."""
         if predicate is None:
             return ibis.literal(True)
         if isinstance(predicate, Compare):
-            return self._compare(predicate, doc)
+            return self._compare(predicate, doc.value(table, predicate.key))
         if isinstance(predicate, Not):
-            return ~self.compile(predicate.item, doc)
-        parts = [self.compile(item, doc) for item in predicate.items]
+            return ~self.compile(predicate.item, doc, table)
+        parts = [self.compile(item, doc, table) for item in predicate.items]
         if isinstance(predicate, AllOf):
             result: ir.BooleanValue = ibis.literal(True)
             for part in parts:
@@ -185,8 +245,7 @@ class PredicateCompiler:
             result = result | part
         return result
 
-    def _compare(self, node: Compare, doc: ir.Value) -> ir.BooleanValue:
-        value = _Value(json_value(doc, node.key), self.fallbacks)
+    def _compare(self, node: Compare, value: _Value) -> ir.BooleanValue:
         op = node.op
         if op == "exists":
             return ~value.missing if node.value else value.missing
@@ -260,10 +319,11 @@ def _equals(expected: Any, value: _Value) -> ir.BooleanValue:
     return ibis.ifelse(value.is_text, same_text, value.number() == number)
 
 
-def distinct_key(doc: ir.Value, key: str, fallbacks: Fallbacks) -> ir.StringValue:
+def distinct_key(doc: Document, table: ir.Table, key: str) -> ir.StringValue:
     """`normalise_distinct(lookup(properties, key))` as a text that is equal exactly when the
     Python values are equal (True == 1.0, "a" == "A"); NULL when the event has no value."""
-    value = _Value(json_value(doc, key), fallbacks)
+    value = doc.value(table, key)
+    fallbacks = doc.fallbacks
     ascii_text = strlen(value.text) == value.text.length()
     number = ibis.ifelse(value.is_bool, ibis.ifelse(value.text == "true", 1.0, 0.0), value.number())
     return ibis.cases(
