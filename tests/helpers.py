@@ -69,3 +69,27 @@ def identify(
 def message(**fields: Any) -> ActivityEvent:
     fields.setdefault("messageId", f"m{next(_ids):06d}")
     return decode_message(fields)
+
+
+def assert_batch_equals_live(model: Any, live: dict[str, Any], batch: dict[str, Any]) -> None:
+    """Batch rows (`qualify.batch.plan`) against live `LeadScore`s, lead by lead: flags, tier
+    and grade exactly; points exactly without decay, within 1e-9 with it."""
+    assert set(batch) == set(live)
+    for lead, score in live.items():
+        row = batch[lead]
+        assert (row["mql"], row["pql"], row["tier"], row["grade"]) == (
+            score.mql,
+            score.pql,
+            score.tier,
+            score.grade,
+        ), lead
+        for name in ("fit", "engagement", "score"):
+            assert abs(row[name] - getattr(score, name)) <= 1e-9, (lead, name)
+        points = score.rule_points()
+        for rule in model.rule_names:
+            got, want = row["rule:" + rule], points.get(rule)
+            assert (got is None) == (want is None), (lead, rule, got, want)
+            if want is not None:
+                assert abs(got - want) <= 1e-9, (lead, rule)
+                if model.half_life is None:
+                    assert got == want, (lead, rule)  # exact without decay

@@ -5,15 +5,14 @@ decay sums floating-point terms in another order)."""
 
 from __future__ import annotations
 
-import math
-
-import ibis
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from helpers import assert_batch_equals_live
+from qualify.batch.engine import run_duckdb
 from qualify.batch.inputs import from_messages
-from qualify.batch.plan import RULE_PREFIX, compile_plan
+from qualify.batch.plan import RULE_PREFIX
 from qualify.core.activity import ActivityEvent, decode_message
 from qualify.core.scoring import CompiledModel
 from qualify.model import (
@@ -153,39 +152,12 @@ def histories(draw: st.DrawFn) -> list[ActivityEvent]:
 
 def batch_scores(model: ScoringModel, events: list[ActivityEvent], as_of: float) -> dict:
     inputs = from_messages(model, events, as_of)
-    con = ibis.duckdb.connect()
-    plan = compile_plan(
-        model,
-        con.create_table("events", inputs.events),
-        con.create_table("profiles", inputs.profiles),
-        as_of,
-    )
-    return {row["lead_id"]: row for row in plan.table.to_pyarrow().to_pylist()}
+    return {row["lead_id"]: row for row in run_duckdb(model, inputs, as_of).rows()}
 
 
 def assert_agree(model: ScoringModel, events: list[ActivityEvent], as_of: float) -> None:
-    compiled = CompiledModel(model)
-    live = {lead: score for lead, score, _ in score_events(compiled, events, as_of)}
-    batch = batch_scores(model, events, as_of)
-    assert set(batch) == set(live)
-    for lead, score in live.items():
-        row = batch[lead]
-        assert (row["mql"], row["pql"], row["tier"], row["grade"]) == (
-            score.mql,
-            score.pql,
-            score.tier,
-            score.grade,
-        ), lead
-        for name in ("fit", "engagement", "score"):
-            assert math.isclose(row[name], getattr(score, name), rel_tol=0, abs_tol=1e-9), name
-        points = score.rule_points()
-        for rule in model.rule_names:
-            got, want = row[RULE_PREFIX + rule], points.get(rule)
-            assert (got is None) == (want is None), (lead, rule, got, want)
-            if want is not None:
-                assert math.isclose(got, want, rel_tol=0, abs_tol=1e-9), (lead, rule)
-                if model.half_life is None:
-                    assert got == want, (lead, rule)  # exact without decay
+    live = {lead: score for lead, score, _ in score_events(CompiledModel(model), events, as_of)}
+    assert_batch_equals_live(model, live, batch_scores(model, events, as_of))
 
 
 AS_OF = st.integers(0, 50).map(lambda d: T0 + d / 2 * DAY)

@@ -86,3 +86,19 @@ def test_batch_writes_parquet_and_csv_and_reports_bad_lines(tmp_path: Path) -> N
         assert [r["lead_id"] for r in csv.DictReader(f)] == ["ana"]
     wrong = qualify("batch", str(WORKED), "--events", str(events), "--out", "x.txt", cwd=tmp_path)
     assert wrong.returncode == 2 and ".parquet or .csv" in wrong.stderr
+
+
+def test_batch_scores_a_store_and_needs_one_input(tmp_path: Path) -> None:
+    events = write(
+        tmp_path / "e.jsonl", messages("ana", "2026-03-09") + messages("ben", "2026-03-11")
+    )
+    db = f"sqlite:///{tmp_path / 'q.db'}"
+    assert qualify("model", "activate", str(WORKED), "--db", db, cwd=tmp_path).returncode == 0
+    assert qualify("ingest", str(events), "--db", db, cwd=tmp_path).returncode == 0
+    done = qualify("batch", str(WORKED), "--db", db, "--as-of", AS_OF, "--json", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    rows = {row["lead_id"]: row for row in map(json.loads, done.stdout.splitlines())}
+    assert rows["ana"]["score"] == 105 and rows["ana"]["mql"]
+    assert rows["ben"]["score"] == 75 and not rows["ben"]["mql"]
+    neither = qualify("batch", str(WORKED), cwd=tmp_path)
+    assert neither.returncode == 2 and "--events FILE.jsonl, or --db URL" in neither.stderr

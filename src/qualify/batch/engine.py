@@ -6,13 +6,14 @@ The inputs are registered as tables of an in-memory DuckDB database, the plan ru
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from qualify.core.activity import ActivityEvent
 from qualify.errors import QualifyError
 from qualify.model.scoring_model import ScoringModel
+
+if TYPE_CHECKING:
+    from qualify.batch.inputs import BatchInputs
 
 __all__ = ["ENGINES", "BatchRun", "check_output", "run_duckdb"]
 
@@ -32,14 +33,10 @@ def _ibis() -> Any:
 class BatchRun:
     """A plan on DuckDB, ready to write or read."""
 
-    def __init__(
-        self, model: ScoringModel, messages: Iterable[ActivityEvent], as_of: float
-    ) -> None:
+    def __init__(self, model: ScoringModel, inputs: BatchInputs, as_of: float) -> None:
         ibis = _ibis()
-        from qualify.batch.inputs import from_messages
         from qualify.batch.plan import compile_plan
 
-        inputs = from_messages(model, messages, as_of)
         self.connection = ibis.duckdb.connect()
         events = self.connection.create_table("events", inputs.events)
         profiles = self.connection.create_table("profiles", inputs.profiles)
@@ -71,6 +68,6 @@ def check_output(out: Path) -> None:
         )
 
 
-def run_duckdb(model: ScoringModel, messages: Iterable[ActivityEvent], as_of: float) -> BatchRun:
-    """Compile `model` and prepare it on DuckDB over `messages`, as of `as_of`."""
-    return BatchRun(model, messages, as_of)
+def run_duckdb(model: ScoringModel, inputs: BatchInputs, as_of: float) -> BatchRun:
+    """Compile `model` and prepare it on DuckDB over `inputs`, as of `as_of`."""
+    return BatchRun(model, inputs, as_of)

@@ -6,22 +6,29 @@ engine's `LeadBook` already does exactly. So messages pass through a `LeadBook` 
 engagement rules — identity, traits, accounts, first touch — while the messages rules can
 match are set aside as rows; at the end each row gets the lead its ids resolve to. The plan
 then does the heavy part, the rules over those rows, where the data is.
+
+From a store (`from_store`), identity is already resolved: each stored event names its lead,
+and each lead row holds its traits with their stamps.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
 
 from qualify.core.activity import ActivityEvent
-from qualify.core.leadbook import LeadBook
+from qualify.core.leadbook import Account, LeadBook, Traits
 from qualify.core.scoring import CompiledModel
 from qualify.model.scoring_model import ScoringModel
 
-__all__ = ["BatchInputs", "from_messages"]
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+__all__ = ["BatchInputs", "from_messages", "from_store"]
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -86,3 +93,43 @@ def from_messages(
         schema=PROFILE_SCHEMA,
     )
     return BatchInputs(events, profiles)
+
+
+def from_store(model: ScoringModel, conn: Connection, as_of: float) -> BatchInputs:
+    """Events and profiles (as of `as_of`) from the store's tables: every event already
+    carries its lead (merges repoint them), and each lead row its traits with their stamps."""
+    from sqlalchemy import select
+
+    from qualify.store import repository as repo
+    from qualify.store.tables import accounts, events, leads
+
+    named = set().union(*(rule.events for rule in model.engagement))
+    columns: list[list[Any]] = [[], [], [], [], []]
+    lead_ids, message_ids, names, times, properties = columns
+    # The stored `name` is the event as sent (any case): rules match the casefolded name.
+    query = select(events.c.lead_id, events.c.payload, events.c.ts).where(
+        events.c.type.in_(("track", "page", "screen"))
+    )
+    for lead_id, payload, ts in conn.execution_options(yield_per=10_000).execute(query):
+        event = repo.stored_event(payload, ts)  # as the live engine reads it back
+        if event.name not in named:
+            continue
+        lead_ids.append(lead_id)
+        message_ids.append(event.message_id)
+        names.append(event.name)
+        times.append(event.timestamp)
+        properties.append(orjson.dumps(event.properties).decode())
+    book = LeadBook(CompiledModel(dataclasses.replace(model, engagement=())))
+    for row in conn.execute(select(accounts)):
+        m = row._mapping
+        book.accounts[m["id"]] = Account(m["id"], Traits.from_json(m["traits"], m["trait_stamps"]))
+    profile_ids: list[str] = []
+    profiles: list[str] = []
+    for row in conn.execution_options(yield_per=10_000).execute(select(leads)):
+        record = repo.lead_from_row(row, 0, lenient=True).record  # traits; no rule state
+        profile_ids.append(record.lead_id)
+        profiles.append(orjson.dumps(book.profile(record, as_of)).decode())
+    return BatchInputs(
+        pa.table(columns, schema=EVENT_SCHEMA),
+        pa.table([profile_ids, profiles], schema=PROFILE_SCHEMA),
+    )

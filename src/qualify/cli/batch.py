@@ -3,9 +3,10 @@
 # No `from __future__ import annotations`: Typer reads the annotations at run time.
 import sys
 import time
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import orjson
 import typer
@@ -16,11 +17,13 @@ from qualify.cli.shared import (
     app,
     as_of_time,
     bulk,
+    engine_for,
     open_file,
     progress_bar,
     read_model,
     report_problems,
 )
+from qualify.model import ScoringModel
 
 
 class Engine(StrEnum):
@@ -30,7 +33,13 @@ class Engine(StrEnum):
 @app.command()
 def batch(
     model: Annotated[Path, typer.Argument(help="The scoring model (YAML).")],
-    events: Annotated[Path, typer.Option(help="Segment messages, JSON Lines.")],
+    events: Annotated[
+        Path | None, typer.Option(help="Segment messages, JSON Lines (or use --db).")
+    ] = None,
+    db: Annotated[
+        str | None,
+        typer.Option(help="Score the leads of this store (SQLAlchemy URL) instead of a file."),
+    ] = None,
     engine: Annotated[Engine, typer.Option(help="Where the plan runs.")] = Engine.duckdb,
     as_of: Annotated[
         str | None, typer.Option(help="Score as of this time (ISO-8601); default: now.")
@@ -41,31 +50,35 @@ def batch(
     as_json: JsonOption = False,
     limit: Annotated[int, typer.Option(help="Rows in the table (not for --json/--out).")] = 20,
 ) -> None:
-    """Score a file of messages in bulk: the model compiled into one relational plan.
+    """Score in bulk, a file of messages or a store's leads: the model compiled into one
+    relational plan.
 
-    Results equal `qualify score`'s (a differential test keeps them so), with one points
+    Results equal the live engine's (a differential test keeps them so), with one points
     column per rule. Bad lines are reported with their line number and skipped (exit 1).
+    With --db the store is only read: its leads keep their stored scores.
     """
     from qualify.batch.engine import check_output, run_duckdb
-    from qualify.service.files import Problems, read_jsonl
+    from qualify.errors import QualifyError
+    from qualify.service.files import Problems
 
+    if (events is None) == (db is None):
+        raise QualifyError("say what to score: --events FILE.jsonl, or --db URL for a store")
     if out is not None:
         check_output(out)
     scoring_model = read_model(model)
     moment = as_of_time(as_of)
     problems = Problems()
     started = time.perf_counter()
-    size = events.stat().st_size if events.exists() else 0
-    with progress_bar() as progress, open_file(events) as raw, bulk():
-        task = progress.add_task(f"reading {events.name}", total=size or None)
+    if events is not None:
+        inputs = _file_inputs(scoring_model, events, moment, problems)
+    else:
+        from qualify.batch.inputs import from_store
 
-        def lines():  # type: ignore[no-untyped-def]
-            for line in raw:
-                progress.advance(task, len(line))
-                yield line
-
-        run = run_duckdb(scoring_model, read_jsonl(lines(), problems), moment)
-    report_problems(events, problems)
+        with engine_for(db).connect() as conn, bulk():
+            inputs = from_store(scoring_model, conn, moment)
+    run = run_duckdb(scoring_model, inputs, moment)
+    if events is not None:
+        report_problems(events, problems)
     if out is not None:
         written = run.write(out)
         render.err.print(
@@ -80,6 +93,22 @@ def batch(
         _table(run.rows(), limit)
     if problems.items:
         raise typer.Exit(1)
+
+
+def _file_inputs(model: ScoringModel, events: Path, moment: float, problems: Any) -> Any:
+    from qualify.batch.inputs import from_messages
+    from qualify.service.files import read_jsonl
+
+    size = events.stat().st_size if events.exists() else 0
+    with progress_bar() as progress, open_file(events) as raw, bulk():
+        task = progress.add_task(f"reading {events.name}", total=size or None)
+
+        def lines() -> Iterator[bytes]:
+            for line in raw:
+                progress.advance(task, len(line))
+                yield line
+
+        return from_messages(model, read_jsonl(lines(), problems), moment)
 
 
 def _table(rows: list[dict], limit: int) -> None:
