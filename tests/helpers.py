@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from qualify.core.activity import ActivityEvent, decode_message
@@ -93,3 +97,64 @@ def assert_batch_equals_live(model: Any, live: dict[str, Any], batch: dict[str, 
                 assert abs(got - want) <= 1e-9, (lead, rule)
                 if model.half_life is None:
                     assert got == want, (lead, rule)  # exact without decay
+
+
+# The `qualify` command as a user runs it (tests/cli): a real process in a scratch directory.
+
+
+def qualify(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, "-m", "qualify", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", "HOME": str(cwd)},
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    if check:
+        assert done.returncode == 0, done.stdout + done.stderr
+    return done
+
+
+def jsonl(path: Path, messages: list) -> Path:
+    path.write_text("".join((m if isinstance(m, str) else json.dumps(m)) + "\n" for m in messages))
+    return path
+
+
+def seed(user: str = "ana", second: str = "2026-03-09") -> list:
+    return [
+        {
+            "type": "identify",
+            "userId": user,
+            "timestamp": "2026-03-01T09:00:00Z",
+            "traits": {"industry": "Financial Services", "company_size": "800"},
+        },
+        {
+            "type": "track",
+            "userId": user,
+            "event": "Content Downloaded",
+            "timestamp": "2026-03-01T10:00:00Z",
+            "properties": {"content_type": "whitepaper", "topic": "compliance"},
+        },
+        {
+            "type": "track",
+            "userId": user,
+            "event": "Webinar Attended",
+            "timestamp": "2026-03-02T10:00:00Z",
+        },
+        {
+            "type": "page",
+            "userId": user,
+            "name": "Pricing",
+            "properties": {"path": "/pricing"},
+            "timestamp": "2026-03-03T10:00:00Z",
+        },
+        {
+            "type": "page",
+            "userId": user,
+            "name": "Pricing",
+            "properties": {"path": "/pricing"},
+            "timestamp": f"{second}T10:00:00Z",
+        },
+    ]
