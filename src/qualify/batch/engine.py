@@ -15,9 +15,7 @@ from qualify.model.scoring_model import ScoringModel
 if TYPE_CHECKING:
     from qualify.batch.inputs import BatchInputs
 
-__all__ = ["ENGINES", "BatchRun", "check_output", "run_duckdb"]
-
-ENGINES = ("duckdb",)  # PostgreSQL and Spark: not yet (see docs/batch.md)
+__all__ = ["BatchRun", "check_output", "run_duckdb"]
 
 
 def _ibis() -> Any:
@@ -41,7 +39,6 @@ class BatchRun:
         events = self.connection.create_table("events", inputs.events)
         profiles = self.connection.create_table("profiles", inputs.profiles)
         self.plan = compile_plan(model, events, profiles, as_of)
-        self.leads = inputs.profiles.num_rows
         self.events = inputs.events.num_rows
 
     def rows(self) -> list[dict[str, Any]]:

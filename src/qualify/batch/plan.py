@@ -24,9 +24,8 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
 from qualify.batch.predicates import Document, Fallbacks, PredicateCompiler, distinct_key, keys_of
-from qualify.core.scoring import CompiledModel
 from qualify.model.qualification import Criteria
-from qualify.model.rules import EngagementRule
+from qualify.model.rules import EngagementRule, FitRule
 from qualify.model.scoring_model import ScoringModel
 
 __all__ = ["RULE_PREFIX", "ScorePlan", "compile_plan"]
@@ -37,19 +36,16 @@ _tags = itertools.count()
 
 @dataclass(frozen=True)
 class ScorePlan:
-    """The compiled plan and the Python functions it calls for rare values."""
+    """The compiled plan and the Python functions it calls for rare values (kept with it)."""
 
     table: ir.Table
     fallbacks: Fallbacks
-    rule_columns: tuple[str, ...]
 
 
 def compile_plan(
-    model: ScoringModel | CompiledModel, events: ir.Table, profiles: ir.Table, as_of: float
+    model: ScoringModel, events: ir.Table, profiles: ir.Table, as_of: float
 ) -> ScorePlan:
     """The plan scoring every lead named in `events` or `profiles` as of `as_of`."""
-    if isinstance(model, CompiledModel):
-        model = model.model
     fallbacks = Fallbacks(str(next(_tags)))
     compiler = PredicateCompiler(fallbacks)
     events = events.select("lead_id", "message_id", "name", "ts", "properties").filter(
@@ -62,21 +58,16 @@ def compile_plan(
     table = leads.left_join(profiles, "lead_id").select(leads.lead_id, profiles.profile)
     fit_keys = set().union(*(keys_of(r.when) for r in model.fit))
     table, profile = Document.prepare(table, "profile", fit_keys, "f_", fallbacks)
-    fit_terms: list[ir.FloatingValue] = []
     columns: dict[str, ir.Value] = {}
     for rule in model.fit:
         holds = compiler.compile(rule.when, profile, table).fill_null(False)
         column = RULE_PREFIX + rule.name
         columns[column] = ibis.ifelse(holds, float(rule.points), ibis.null("float64"))
     table = table.mutate(**columns)
-    for rule in model.fit:
-        fit_terms.append(table[RULE_PREFIX + rule.name].fill_null(0.0))
     for rule in model.engagement:
         points = _engagement(rule, events, properties, as_of, model.half_life, compiler)
         table = table.left_join(points, "lead_id").drop("lead_id_right")
-    fit = _sum(fit_terms)
-    engagement = _sum([table[RULE_PREFIX + r.name].fill_null(0.0) for r in model.engagement])
-    table = table.mutate(fit=fit, engagement=engagement)
+    table = table.mutate(fit=_points(table, model.fit), engagement=_points(table, model.engagement))
     table = table.mutate(score=table.fit + table.engagement)
     holding = {name: table[RULE_PREFIX + name].notnull() for name in model.rule_names}
     q = model.qualification
@@ -105,7 +96,7 @@ def compile_plan(
     table = table.select(
         "lead_id", "fit", "engagement", "score", "mql", "pql", "tier", "grade", *rule_columns
     )
-    return ScorePlan(table, fallbacks, rule_columns)
+    return ScorePlan(table, fallbacks)
 
 
 @ibis.udf.agg.builtin(signature=((dt.float64,), dt.float64))
@@ -114,11 +105,12 @@ def fsum(values: Any) -> Any:  # type: ignore[empty-body]
     engine's `math.fsum`, and far less dependent on the order threads add them in."""
 
 
-def _sum(terms: list[ir.FloatingValue]) -> ir.FloatingValue:
-    """Left to right from 0.0, the order in which the live engine adds (so the same bits)."""
+def _points(table: ir.Table, rules: tuple[FitRule, ...] | tuple[EngagementRule, ...]) -> Any:
+    """The rules' points summed left to right from 0.0, the order in which the live engine
+    adds them (so the same bits); a rule that does not hold adds 0.0."""
     total: ir.FloatingValue = ibis.literal(0.0)
-    for term in terms:
-        total = total + term
+    for rule in rules:
+        total = total + table[RULE_PREFIX + rule.name].fill_null(0.0)
     return total
 
 

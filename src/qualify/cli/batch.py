@@ -103,10 +103,12 @@ def _file_inputs(model: ScoringModel, events: Path, moment: float, problems: Any
     with progress_bar() as progress, open_file(events) as raw, bulk():
         task = progress.add_task(f"reading {events.name}", total=size or None)
 
-        def lines() -> Iterator[bytes]:
-            for line in raw:
-                progress.advance(task, len(line))
+        def lines() -> Iterator[bytes]:  # the bar follows the file's position, now and then
+            for number, line in enumerate(raw):
+                if number % 10_000 == 0:
+                    progress.update(task, completed=raw.tell())
                 yield line
+            progress.update(task, completed=raw.tell())
 
         return from_messages(model, read_jsonl(lines(), problems), moment)
 
