@@ -158,3 +158,12 @@ def seed(user: str = "ana", second: str = "2026-03-09") -> list:
             "timestamp": f"{second}T10:00:00Z",
         },
     ]
+
+
+# Hypothesis examples per batch engine (tests/batch): a Spark query costs about a second.
+EXAMPLES = {"duckdb": 1.0, "postgres": 0.5, "spark": 0.15}
+
+
+def examples(backend: Any, count: int) -> int:
+    """How many Hypothesis examples a test draws on this engine."""
+    return max(5, int(count * EXAMPLES[backend.name]))

@@ -1,21 +1,32 @@
 """The batch predicate compiler against the live engine's predicates, value by value.
 
-Hypothesis draws a predicate and many documents; DuckDB evaluates the compiled expression
-over all of them in one query, and every answer must equal `compile_predicate`'s.
+Hypothesis draws a predicate and many documents; each engine evaluates the compiled
+expression over all of them in one query, and every answer must equal `compile_predicate`'s.
+On PostgreSQL, which cannot call Python, a document may instead be flagged rare (its lead
+goes to the live engine): every disagreement must be flagged, and plain values must not be.
 """
 
 from __future__ import annotations
 
-import ibis
 import orjson
 import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from qualify.batch.predicates import Document, Fallbacks, PredicateCompiler, distinct_key, keys_of
+from helpers import examples
+from qualify.batch.engine import Backend
+from qualify.batch.predicates import (
+    Document,
+    Fallbacks,
+    PredicateCompiler,
+    distinct_key,
+    keys_of,
+    uses_of,
+)
 from qualify.core.predicates import compile_predicate
 from qualify.core.scoring import normalise_distinct
+from qualify.errors import QualifyError
 from qualify.model.predicates import AllOf, AnyOf, Compare, Not, Predicate
 
 # Values chosen to reach every branch: case, non-ASCII casefolding (ß → ss, İ), numbers as
@@ -88,24 +99,44 @@ def documents(draw: st.DrawFn) -> dict:
     return doc
 
 
-def evaluate(predicate: Predicate, docs: list[dict]) -> list[bool]:
+def _documents(backend: Backend, docs: list[dict], keys: set[str]) -> tuple:
     table = pa.table({"i": list(range(len(docs))), "doc": [orjson.dumps(d).decode() for d in docs]})
-    con = ibis.duckdb.connect()
-    fallbacks = Fallbacks("test")
-    t, doc = Document.prepare(
-        con.create_table("docs", table), "doc", keys_of(predicate), "k_", fallbacks
-    )
+    fallbacks = Fallbacks("test", backend.dialect)
+    t, doc = Document.prepare(backend._table("docs", table), "doc", keys, "k_", fallbacks)
+    return t, doc, fallbacks
+
+
+def evaluate(backend: Backend, predicate: Predicate, docs: list[dict]) -> list[tuple[bool, bool]]:
+    """(holds, rare) for each document: rare only where the engine cannot call Python."""
+    t, doc, fallbacks = _documents(backend, docs, keys_of(predicate))
+    backend.dialect.check_model({op for ops in uses_of(predicate).values() for op in ops})
     holds = PredicateCompiler(fallbacks).compile(predicate, doc, t).fill_null(False)
-    expr = t.select(t.i, holds=holds)
-    rows = sorted(expr.to_pyarrow().to_pylist(), key=lambda r: r["i"])
-    return [r["holds"] for r in rows]
+    rare = doc.rare(t, uses_of(predicate)) if not backend.dialect.python_udfs else False
+    expr = t.select(t.i, holds=holds, rare=rare)
+    rows = sorted(backend.collect(expr).to_pylist(), key=lambda r: r["i"])
+    return [(r["holds"], r["rare"]) for r in rows]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(predicates, st.lists(documents(), min_size=1, max_size=30))
-def test_batch_predicates_agree_with_the_live_engine(predicate: Predicate, docs: list) -> None:
+def agrees(backend: Backend, predicate: Predicate, docs: list[dict]) -> None:
     live = compile_predicate(predicate)
-    assert evaluate(predicate, docs) == [live(d) for d in docs]
+    for doc, (holds, rare) in zip(docs, evaluate(backend, predicate, docs), strict=True):
+        assert rare or holds == live(doc), doc
+
+
+def test_batch_predicates_agree_with_the_live_engine(backend: Backend) -> None:
+    @settings(
+        max_examples=examples(backend, 150),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(predicates, st.lists(documents(), min_size=1, max_size=30))
+    def check(predicate: Predicate, docs: list) -> None:
+        try:
+            agrees(backend, predicate, docs)
+        except QualifyError as refused:  # PostgreSQL refuses `matches` at compile time
+            assert backend.name == "postgres" and "matches" in str(refused)
+
+    check()
 
 
 @pytest.mark.parametrize(
@@ -121,23 +152,72 @@ def test_batch_predicates_agree_with_the_live_engine(predicate: Predicate, docs:
         (Compare("k", "matches", r"\d"), {"k": 12}, True),
     ],
 )
-def test_edge_cases_take_the_exact_path(predicate: Predicate, doc: dict, expected: bool) -> None:
+def test_edge_cases_take_the_exact_path(
+    backend: Backend, predicate: Predicate, doc: dict, expected: bool
+) -> None:
     assert compile_predicate(predicate)(doc) is expected
-    assert evaluate(predicate, [doc]) == [expected]
+    if backend.name == "postgres" and predicate.op == "matches":
+        with pytest.raises(QualifyError, match="cannot run `matches`"):
+            evaluate(backend, predicate, [doc])
+        return
+    ((holds, rare),) = evaluate(backend, predicate, [doc])
+    if backend.name == "postgres" and rare:
+        return  # the live engine scores it
+    assert holds is expected
 
 
-@settings(max_examples=60, deadline=None)
-@given(st.lists(VALUES, min_size=1, max_size=30))
-def test_distinct_keys_are_equal_exactly_when_python_values_are(values: list) -> None:
-    docs = [{"k": v} for v in values]
-    table = pa.table({"i": list(range(len(docs))), "doc": [orjson.dumps(d).decode() for d in docs]})
-    con = ibis.duckdb.connect()
-    t, doc = Document.prepare(con.create_table("docs", table), "doc", {"k"}, "k_", Fallbacks("d"))
-    expr = t.select(t.i, key=distinct_key(doc, t, "k"))
-    keys = [r["key"] for r in sorted(expr.to_pyarrow().to_pylist(), key=lambda r: r["i"])]
-    python = [normalise_distinct(v) for v in values]
-    assert [k is None for k in keys] == [p is None for p in python]
-    for a in range(len(values)):
-        for b in range(len(values)):
-            if python[a] is not None and python[b] is not None:
-                assert (keys[a] == keys[b]) == (python[a] == python[b]), (values[a], values[b])
+@pytest.mark.postgres
+@pytest.mark.parametrize(
+    ("predicate", "doc", "rare"),
+    [
+        (Compare("k", "equals", "pricing"), {"k": "Pricing"}, False),
+        (Compare("k", "gte", 1000), {"k": "1,000"}, False),
+        (Compare("k", "gte", 10), {"k": 12.5}, False),
+        (Compare("k", "in", ("a", "b")), {"k": True}, False),
+        (Compare("k", "contains", "ri"), {"k": "Pricing"}, False),
+        (Compare("k", "equals", "x"), {"k": None}, False),
+        (Compare("k", "equals", "strasse"), {"k": "straße"}, True),
+        (Compare("k", "gte", 1000), {"k": "1_000"}, True),
+        (Compare("k", "gte", 1000), {"k": "1e999999"}, True),
+        (Compare("k", "gte", 1000), {"k": 1e300}, True),
+        (Compare("k", "contains", "1"), {"k": 12}, True),
+        (Compare("k", "in", ("a",)), {"k": ["a"]}, True),
+    ],
+)
+def test_postgres_flags_exactly_the_values_sql_cannot_judge(
+    postgres_backend: Backend, predicate: Compare, doc: dict, rare: bool
+) -> None:
+    """The rare flag is not a blanket: plain values stay in SQL, odd ones go to Python."""
+    ((holds, flagged),) = evaluate(postgres_backend, predicate, [doc])
+    assert flagged is rare
+    if not rare:
+        assert holds is compile_predicate(predicate)(doc)
+
+
+def test_distinct_keys_are_equal_exactly_when_python_values_are(backend: Backend) -> None:
+    @settings(
+        max_examples=examples(backend, 60),
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(st.lists(VALUES, min_size=1, max_size=30))
+    def check(values: list) -> None:
+        docs = [{"k": v} for v in values]
+        t, doc, _ = _documents(backend, docs, {"k"})
+        rare = doc.rare(t, {"k": {"distinct"}}) if not backend.dialect.python_udfs else False
+        expr = t.select(t.i, key=distinct_key(doc, t, "k"), rare=rare)
+        rows = sorted(backend.collect(expr).to_pylist(), key=lambda r: r["i"])
+        python = [normalise_distinct(v) for v in values]
+        for a, row in enumerate(rows):
+            if row["rare"]:
+                continue
+            assert (row["key"] is None) == (python[a] is None), values[a]
+            for b, other in enumerate(rows):
+                if other["rare"] or python[a] is None or python[b] is None:
+                    continue
+                assert (row["key"] == other["key"]) == (python[a] == python[b]), (
+                    values[a],
+                    values[b],
+                )
+
+    check()

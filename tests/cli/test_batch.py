@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.parquet as pq
+import pytest
 
 from helpers import jsonl, qualify, seed
+from serving import fresh_database
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 WORKED = FIXTURES / "worked_example.yaml"
@@ -66,3 +69,46 @@ def test_batch_scores_a_store_and_needs_one_input(tmp_path: Path) -> None:
     assert rows["ben"]["score"] == 75 and not rows["ben"]["mql"]
     neither = qualify("batch", str(WORKED), cwd=tmp_path, check=False)
     assert neither.returncode == 2 and "--events FILE.jsonl, or --db URL" in neither.stderr
+
+
+@pytest.fixture
+def pg_store(tmp_path: Path) -> Iterator[str]:
+    """A new database on the PostgreSQL server."""
+    yield from fresh_database("postgres", tmp_path)
+
+
+@pytest.mark.postgres
+def test_batch_on_postgres_scores_the_store_in_place(tmp_path: Path, pg_store: str) -> None:
+    events = jsonl(tmp_path / "e.jsonl", seed("ana", "2026-03-09") + seed("ben", "2026-03-11"))
+    qualify("model", "activate", str(WORKED), "--db", pg_store, cwd=tmp_path)
+    qualify("ingest", str(events), "--db", pg_store, cwd=tmp_path)
+    out = tmp_path / "scores.csv"
+    done = qualify("batch", str(WORKED), "--db", pg_store, "--engine", "postgres",
+                   "--as-of", AS_OF, "--out", str(out), cwd=tmp_path)  # fmt: skip
+    assert "postgres: 2 leads" in done.stderr
+    with out.open() as f:
+        rows = {r["lead_id"]: r for r in csv.DictReader(f)}
+    assert float(rows["ana"]["score"]) == 105 and rows["ana"]["mql"] == "true"
+    assert float(rows["ben"]["score"]) == 75 and rows["ben"]["mql"] == "false"
+
+
+def test_batch_on_postgres_needs_a_postgresql_store(tmp_path: Path) -> None:
+    events = jsonl(tmp_path / "e.jsonl", seed("ana", "2026-03-09"))
+    no_db = qualify("batch", str(WORKED), "--events", str(events), "--engine", "postgres",
+                    cwd=tmp_path, check=False)  # fmt: skip
+    assert no_db.returncode == 2 and "--db postgresql://" in no_db.stderr
+    sqlite = qualify("batch", str(WORKED), "--db", f"sqlite:///{tmp_path / 'q.db'}",
+                     "--engine", "postgres", cwd=tmp_path, check=False)  # fmt: skip
+    assert sqlite.returncode == 2 and "is not one" in sqlite.stderr
+
+
+@pytest.mark.spark
+@pytest.mark.slow
+def test_batch_on_spark_equals_the_live_engine(tmp_path: Path) -> None:
+    events = jsonl(tmp_path / "e.jsonl", seed("ana", "2026-03-09") + seed("ben", "2026-03-11"))
+    done = qualify("batch", str(WORKED), "--events", str(events), "--engine", "spark",
+                   "--spark-master", "local[1]", "--as-of", AS_OF, "--json",
+                   cwd=tmp_path)  # fmt: skip
+    rows = {row["lead_id"]: row for row in map(json.loads, done.stdout.splitlines())}
+    assert rows["ana"]["score"] == 105 and rows["ana"]["mql"]
+    assert rows["ben"]["score"] == 75 and not rows["ben"]["mql"]

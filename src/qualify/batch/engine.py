@@ -1,21 +1,47 @@
-"""Running a compiled plan on DuckDB (embedded, the default batch engine).
+"""Running a compiled plan on a batch engine: DuckDB (embedded), PostgreSQL, Apache Spark.
 
-The inputs are registered as tables of an in-memory DuckDB database, the plan runs there
-(on every core), and results go to a Parquet or CSV file, or back to the caller as rows.
+DuckDB and Spark receive the inputs as tables (Arrow) and call Python for the rare values
+SQL cannot judge. PostgreSQL scores a store *in place*: the plan reads the store's own
+`events` table, with only the profiles (one row per lead, built in Python from the lead rows'
+traits and stamps) loaded beside it; PostgreSQL cannot call Python, so the few leads holding
+such values are scored by the live engine from their stored events, and their rows replaced.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from qualify.errors import QualifyError
 from qualify.model.scoring_model import ScoringModel
 
 if TYPE_CHECKING:
+    import ibis.expr.types as ir
+    import pyarrow as pa
+    from sqlalchemy import Engine as SqlEngine
+
+    from qualify.batch.dialects import Dialect
     from qualify.batch.inputs import BatchInputs
 
-__all__ = ["BatchRun", "check_output", "run_duckdb"]
+__all__ = [
+    "ENGINES",
+    "Backend",
+    "BatchRun",
+    "check_output",
+    "live_rows",
+    "open_backend",
+    "run_duckdb",
+    "run_store",
+]
+
+ENGINES = ("duckdb", "postgres", "spark")
+SCORE_COLUMNS = ("lead_id", "fit", "engagement", "score", "mql", "pql", "tier", "grade")
 
 
 def _ibis() -> Any:
@@ -28,33 +54,293 @@ def _ibis() -> Any:
     return ibis
 
 
-class BatchRun:
-    """A plan on DuckDB, ready to write or read."""
+class Backend:
+    """One engine's connection, and how inputs get into it."""
 
-    def __init__(self, model: ScoringModel, inputs: BatchInputs, as_of: float) -> None:
+    name = "duckdb"
+
+    def __init__(self) -> None:
+        self.connection: Any = _ibis().duckdb.connect()
+
+    @property
+    def dialect(self) -> Dialect:
+        from qualify.batch.dialects import DIALECTS
+
+        return DIALECTS[self.name]
+
+    def load(self, inputs: BatchInputs, model: ScoringModel) -> tuple[ir.Table, ir.Table]:
+        """The inputs as two tables of the engine (events, profiles)."""
+        return self._table("events", inputs.events), self.load_profiles(inputs.profiles, model)
+
+    def load_profiles(self, profiles: pa.Table, model: ScoringModel) -> ir.Table:
+        """Profiles as a table; where the engine cannot call Python, with every fit rule
+        judged here by the live engine's own test (a profile is one row per lead, and
+        `matches` is Python's regex): exact, and cheap next to the events."""
+        if not self.dialect.python_udfs and model.fit:
+            profiles = _judge_fit(model, profiles)
+        return self._table("profiles", profiles)
+
+    def _table(self, name: str, data: pa.Table) -> ir.Table:
+        return self.connection.create_table(_unique(name), data, temp=True)
+
+    def collect(self, table: ir.Table) -> pa.Table:
+        return table.to_pyarrow()
+
+    def close(self) -> None:
+        self.connection.disconnect()
+
+
+class PostgresBackend(Backend):
+    name = "postgres"
+
+    def __init__(self, url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        parsed = make_url(url)
+        if parsed.get_backend_name() != "postgresql":
+            raise QualifyError(
+                f"--engine postgres scores a PostgreSQL store in place; {url!r} is not one "
+                "(give --db postgresql://…, or use --engine duckdb)"
+            )
+        self.url = url
+        self.connection = _ibis().postgres.connect(
+            host=parsed.host or "localhost",
+            port=parsed.port or 5432,
+            user=parsed.username,
+            password=parsed.password,
+            database=parsed.database,
+        )
+
+    def store_events(self) -> ir.Table:
+        """The store's `events` table, in place, as the plan's events relation: the name
+        rules match (a track's event casefolded — for ASCII names `lower()` is that; other
+        names flag their lead for the live engine), the properties inside the payload."""
         ibis = _ibis()
+        dialect = self.dialect
+        events = self.connection.table("events")
+        events = events.filter(events.type.isin(("track", "page", "screen")))
+        track = events.type == "track"
+        return events.select(
+            lead_id=events.lead_id.cast("string"),
+            message_id=events.message_id.cast("string"),
+            name=ibis.ifelse(track, dialect.strip(events.name).lower(), events.type).cast("string"),
+            ts=events.ts.cast("float64"),
+            properties=events.payload["properties"],
+            rare=track & ~dialect.is_ascii(events.name),
+        )
+
+
+class SparkBackend(Backend):
+    name = "spark"
+
+    def __init__(self, master: str) -> None:
+        try:
+            from pyspark.sql import SparkSession
+        except ImportError:  # pragma: no cover - the `spark` extra is part of the test extras
+            raise QualifyError(
+                "the spark engine needs PySpark: pip install 'qualify[spark]' (and Java 17+)"
+            ) from None
+        # Spark's Python workers call the live engine's tests (rare values): they must run
+        # this interpreter, where qualify is installed (on a cluster: install it there too).
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        self.session = (
+            SparkSession.builder.master(master)
+            .appName("qualify batch")
+            .config("spark.ui.enabled", "false")
+            .config("spark.sql.session.timeZone", "UTC")
+            .getOrCreate()
+        )
+        self.connection = _ibis().pyspark.connect(self.session)
+
+    def _table(self, name: str, data: pa.Table) -> ir.Table:
+        unique = _unique(name)
+        self.session.createDataFrame(data).createOrReplaceTempView(unique)
+        return self.connection.table(unique)
+
+    def close(self) -> None:
+        pass  # the session is the process's; a cluster keeps running
+
+
+def open_backend(engine: str, *, url: str | None = None, master: str = "local[*]") -> Backend:
+    """A connection to `engine` (`url`: the PostgreSQL store; `master`: Spark's master)."""
+    if engine == "duckdb":
+        return Backend()
+    if engine == "postgres":
+        if url is None:
+            raise QualifyError(
+                "--engine postgres scores a PostgreSQL store in place: give --db postgresql://…"
+            )
+        return PostgresBackend(url)
+    if engine == "spark":
+        return SparkBackend(master)
+    raise QualifyError(f"unknown batch engine {engine!r}: choose one of {', '.join(ENGINES)}")
+
+
+LiveInputs = Callable[[set[str]], "BatchInputs"]
+
+
+class BatchRun:
+    """A plan on an engine, ready to write or read."""
+
+    def __init__(
+        self,
+        model: ScoringModel,
+        backend: Backend,
+        events: ir.Table,
+        profiles: ir.Table,
+        as_of: float,
+        live_inputs: LiveInputs | None = None,
+    ) -> None:
         from qualify.batch.plan import compile_plan
 
-        self.connection = ibis.duckdb.connect()
-        events = self.connection.create_table("events", inputs.events)
-        profiles = self.connection.create_table("profiles", inputs.profiles)
-        self.plan = compile_plan(model, events, profiles, as_of)
-        self.events = inputs.events.num_rows
+        self.model = model
+        self.backend = backend
+        self.as_of = as_of
+        self.plan = compile_plan(model, events, profiles, as_of, backend.dialect)
+        if self.plan.rare is not None and live_inputs is None:  # pragma: no cover - a bug
+            raise QualifyError(f"the {backend.name} engine needs the live engine beside it")
+        self.live_inputs = live_inputs
+        self.live_leads = 0  # leads scored by the live engine (rare values)
+
+    @classmethod
+    def of_inputs(
+        cls, model: ScoringModel, backend: Backend, inputs: BatchInputs, as_of: float
+    ) -> BatchRun:
+        events, profiles = backend.load(inputs, model)
+        return cls(model, backend, events, profiles, as_of, lambda ids: _subset(inputs, ids))
+
+    def table(self) -> pa.Table:
+        """Every lead's scores, by lead id, as an Arrow table."""
+        import pyarrow as pa
+
+        scored = self.backend.collect(self.plan.table.order_by("lead_id"))
+        if self.plan.rare is None:
+            return scored
+        rare = set(self.backend.collect(self.plan.rare).column("lead_id").to_pylist())
+        self.live_leads = len(rare)
+        if not rare:
+            return scored
+        assert self.live_inputs is not None
+        exact = {r["lead_id"]: r for r in live_rows(self.model, self.live_inputs(rare), self.as_of)}
+        rows = [exact.get(r["lead_id"], r) for r in scored.to_pylist()]
+        return pa.Table.from_pylist(rows, schema=scored.schema)
 
     def rows(self) -> list[dict[str, Any]]:
         """Every lead's scores, by lead id."""
-        table = self.plan.table.order_by("lead_id")
-        return table.to_pyarrow().to_pylist()  # type: ignore[no-any-return]
+        return self.table().to_pylist()  # type: ignore[no-any-return]
 
     def write(self, out: Path) -> int:
         """Write the scores to `out` (.parquet or .csv); the number of leads written."""
         check_output(out)
-        table = self.plan.table.order_by("lead_id")
+        if self.backend.name == "duckdb":  # DuckDB writes the file itself, streaming
+            table = self.plan.table.order_by("lead_id")
+            if out.suffix.lower() == ".parquet":
+                table.to_parquet(out)
+            else:
+                table.to_csv(out)
+            return int(table.count().execute())
+        scores = self.table()
         if out.suffix.lower() == ".parquet":
-            table.to_parquet(out)
+            import pyarrow.parquet as pq
+
+            pq.write_table(scores, out)
         else:
-            table.to_csv(out)
-        return int(table.count().execute())
+            import pyarrow.csv as pc
+
+            pc.write_csv(scores, out)
+        return scores.num_rows
+
+
+def run_store(model: ScoringModel, backend: Backend, store: SqlEngine, as_of: float) -> BatchRun:
+    """A plan over a store's leads. On PostgreSQL it reads the store's `events` table in
+    place; other engines receive the store's events and profiles as tables."""
+    from qualify.batch.inputs import BatchInputs, from_store, store_events, store_profiles
+
+    if not isinstance(backend, PostgresBackend):
+        with store.connect() as conn:
+            inputs = from_store(model, conn, as_of)
+        return BatchRun.of_inputs(model, backend, inputs, as_of)
+    with store.connect() as conn:
+        profiles = store_profiles(model, conn, as_of)
+
+    def live_inputs(ids: set[str]) -> BatchInputs:
+        with store.connect() as conn:
+            events = store_events(model, conn, ids)
+        return _subset(BatchInputs(events, profiles), ids)
+
+    return BatchRun(
+        model,
+        backend,
+        backend.store_events(),
+        backend.load_profiles(profiles, model),
+        as_of,
+        live_inputs,
+    )
+
+
+def live_rows(model: ScoringModel, inputs: BatchInputs, as_of: float) -> list[dict[str, Any]]:
+    """The live engine's scores of the leads in `inputs`, as plan rows: the exact path for
+    leads an engine cannot score itself."""
+    from qualify.batch.plan import RULE_PREFIX
+    from qualify.core.activity import ActivityEvent
+    from qualify.core.scoring import CompiledModel, score_state
+
+    compiled = CompiledModel(model)
+    profiles = dict(
+        zip(
+            inputs.profiles.column("lead_id").to_pylist(),
+            (orjson.loads(p) for p in inputs.profiles.column("profile").to_pylist()),
+            strict=True,
+        )
+    )
+    states = {lead: compiled.new_state() for lead in profiles}
+    columns = [inputs.events.column(c).to_pylist() for c in ("lead_id", "message_id", "name", "ts")]
+    texts = inputs.events.column("properties").to_pylist()
+    for lead, message_id, name, ts, properties in zip(*columns, texts, strict=True):
+        if ts > as_of:
+            continue
+        state = states.get(lead)
+        if state is None:
+            state = states[lead] = compiled.new_state()
+        event = ActivityEvent(message_id, "track", name, ts, properties=orjson.loads(properties))
+        compiled.apply(state, event)
+    rows = []
+    for lead, state in states.items():
+        result = score_state(compiled, profiles.get(lead, {}), state, as_of, explain=True)
+        points = result.rule_points()
+        row: dict[str, Any] = {c: getattr(result, c) for c in SCORE_COLUMNS[1:]}
+        row["lead_id"] = lead
+        row.update({RULE_PREFIX + name: points.get(name) for name in model.rule_names})
+        rows.append(row)
+    return rows
+
+
+def _judge_fit(model: ScoringModel, profiles: pa.Table) -> pa.Table:
+    from qualify.batch.plan import FIT_PREFIX
+    from qualify.core.predicates import compile_predicate
+
+    docs = [orjson.loads(p) for p in profiles.column("profile").to_pylist()]
+    for rule in model.fit:
+        test = compile_predicate(rule.when)
+        profiles = profiles.append_column(FIT_PREFIX + rule.name, [[test(d) for d in docs]])
+    return profiles
+
+
+def _subset(inputs: BatchInputs, ids: set[str]) -> BatchInputs:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from qualify.batch.inputs import BatchInputs
+
+    wanted = pa.array(sorted(ids), type=pa.string())
+    return BatchInputs(
+        inputs.events.filter(pc.is_in(inputs.events.column("lead_id"), wanted)),
+        inputs.profiles.filter(pc.is_in(inputs.profiles.column("lead_id"), wanted)),
+    )
+
+
+def _unique(name: str) -> str:
+    return f"qualify_{name}_{uuid.uuid4().hex[:12]}"
 
 
 def check_output(out: Path) -> None:
@@ -67,4 +353,4 @@ def check_output(out: Path) -> None:
 
 def run_duckdb(model: ScoringModel, inputs: BatchInputs, as_of: float) -> BatchRun:
     """Compile `model` and prepare it on DuckDB over `inputs`, as of `as_of`."""
-    return BatchRun(model, inputs, as_of)
+    return BatchRun.of_inputs(model, Backend(), inputs, as_of)

@@ -14,7 +14,7 @@ and each lead row holds its traits with their stamps.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -28,7 +28,7 @@ from qualify.model.scoring_model import ScoringModel
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
-__all__ = ["BatchInputs", "from_messages", "from_store"]
+__all__ = ["BatchInputs", "from_messages", "from_store", "store_events", "store_profiles"]
 
 EVENT_SCHEMA = pa.schema(
     [
@@ -98,27 +98,47 @@ def from_messages(
 def from_store(model: ScoringModel, conn: Connection, as_of: float) -> BatchInputs:
     """Events and profiles (as of `as_of`) from the store's tables: every event already
     carries its lead (merges repoint them), and each lead row its traits with their stamps."""
+    return BatchInputs(store_events(model, conn), store_profiles(model, conn, as_of))
+
+
+def store_events(
+    model: ScoringModel, conn: Connection, lead_ids: Collection[str] | None = None
+) -> pa.Table:
+    """The stored events rules can match (of some leads only, when given), as rows."""
     from sqlalchemy import select
 
     from qualify.store import repository as repo
-    from qualify.store.tables import accounts, events, leads
+    from qualify.store.tables import events
 
     named = set().union(*(rule.events for rule in model.engagement))
     columns: list[list[Any]] = [[], [], [], [], []]
-    lead_ids, message_ids, names, times, properties = columns
+    leads_of, message_ids, names, times, properties = columns
     # The stored `name` is the event as sent (any case): rules match the casefolded name.
     query = select(events.c.lead_id, events.c.payload, events.c.ts).where(
         events.c.type.in_(("track", "page", "screen"))
     )
-    for lead_id, payload, ts in conn.execution_options(yield_per=10_000).execute(query):
-        event = repo.stored_event(payload, ts)  # as the live engine reads it back
-        if event.name not in named:
-            continue
-        lead_ids.append(lead_id)
-        message_ids.append(event.message_id)
-        names.append(event.name)
-        times.append(event.timestamp)
-        properties.append(orjson.dumps(event.properties).decode())
+    parts = [None] if lead_ids is None else list(repo.chunks(list(lead_ids)))
+    for part in parts:
+        chosen = query if part is None else query.where(events.c.lead_id.in_(part))
+        for lead_id, payload, ts in conn.execution_options(yield_per=10_000).execute(chosen):
+            event = repo.stored_event(payload, ts)  # as the live engine reads it back
+            if event.name not in named:
+                continue
+            leads_of.append(lead_id)
+            message_ids.append(event.message_id)
+            names.append(event.name)
+            times.append(event.timestamp)
+            properties.append(orjson.dumps(event.properties).decode())
+    return pa.table(columns, schema=EVENT_SCHEMA)
+
+
+def store_profiles(model: ScoringModel, conn: Connection, as_of: float) -> pa.Table:
+    """Every stored lead's profile as of `as_of`, from its traits and their stamps."""
+    from sqlalchemy import select
+
+    from qualify.store import repository as repo
+    from qualify.store.tables import accounts, leads
+
     book = LeadBook(CompiledModel(dataclasses.replace(model, engagement=())))
     for row in conn.execute(select(accounts)):
         m = row._mapping
@@ -129,7 +149,4 @@ def from_store(model: ScoringModel, conn: Connection, as_of: float) -> BatchInpu
         record = repo.lead_from_row(row, 0, lenient=True).record  # traits; no rule state
         profile_ids.append(record.lead_id)
         profiles.append(orjson.dumps(book.profile(record, as_of)).decode())
-    return BatchInputs(
-        pa.table(columns, schema=EVENT_SCHEMA),
-        pa.table([profile_ids, profiles], schema=PROFILE_SCHEMA),
-    )
+    return pa.table([profile_ids, profiles], schema=PROFILE_SCHEMA)

@@ -16,58 +16,106 @@ timestamp; then expiry, decay by the earning hit's age, and the cap.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import ibis
-import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 
-from qualify.batch.predicates import Document, Fallbacks, PredicateCompiler, distinct_key, keys_of
+from qualify.batch.dialects import DIALECTS, Dialect
+from qualify.batch.predicates import (
+    Document,
+    Fallbacks,
+    PredicateCompiler,
+    distinct_key,
+    uses_of,
+)
 from qualify.model.qualification import Criteria
 from qualify.model.rules import EngagementRule, FitRule
 from qualify.model.scoring_model import ScoringModel
 
-__all__ = ["RULE_PREFIX", "ScorePlan", "compile_plan"]
+__all__ = ["FIT_PREFIX", "RULE_PREFIX", "ScorePlan", "compile_plan"]
 
 RULE_PREFIX = "rule:"  # per-rule points columns: `rule:<rule name>`
+FIT_PREFIX = "holds:"  # a profile column: whether a fit rule holds, judged in Python
 _tags = itertools.count()
 
 
 @dataclass(frozen=True)
 class ScorePlan:
-    """The compiled plan and the Python functions it calls for rare values (kept with it)."""
+    """The compiled plan and the Python functions it calls for rare values (kept with it).
+
+    `rare` (engines that cannot call Python): the leads holding values only Python judges
+    exactly; their rows in `table` are not to be trusted, the engine scores them live.
+    """
 
     table: ir.Table
     fallbacks: Fallbacks
+    rare: ir.Table | None = None
 
 
 def compile_plan(
-    model: ScoringModel, events: ir.Table, profiles: ir.Table, as_of: float
+    model: ScoringModel,
+    events: ir.Table,
+    profiles: ir.Table,
+    as_of: float,
+    dialect: Dialect = DIALECTS["duckdb"],
 ) -> ScorePlan:
-    """The plan scoring every lead named in `events` or `profiles` as of `as_of`."""
-    fallbacks = Fallbacks(str(next(_tags)))
+    """The plan scoring every lead named in `events` or `profiles` as of `as_of`.
+
+    `events` may hold a `rare` column (true where the engine itself saw a value it cannot
+    judge, such as a non-ASCII event name); rows the rules cannot match are fine in it.
+    """
+    event_uses = _uses([r.where for r in model.engagement])
+    for rule in model.engagement:
+        if rule.distinct is not None:
+            event_uses.setdefault(rule.distinct, set()).add("distinct")
+    # Fit rules judged beforehand (where profiles were built, in Python) come as columns.
+    judged = {r.name for r in model.fit if FIT_PREFIX + r.name in profiles.columns}
+    fit_uses = _uses([r.when for r in model.fit if r.name not in judged])
+    dialect.check_model({op for ops in (*event_uses.values(), *fit_uses.values()) for op in ops})
+    fallbacks = Fallbacks(str(next(_tags)), dialect)
+    number = dialect.floating
     compiler = PredicateCompiler(fallbacks)
-    events = events.select("lead_id", "message_id", "name", "ts", "properties").filter(
-        events.ts <= as_of
-    )
-    event_keys = set().union(*(keys_of(r.where) for r in model.engagement))
-    event_keys |= {r.distinct for r in model.engagement if r.distinct is not None}
-    events, properties = Document.prepare(events, "properties", event_keys, "p_", fallbacks)
+    flagged = "rare" in events.columns
+    events = events.select(
+        "lead_id", "message_id", "name", "ts", "properties", *(["rare"] if flagged else [])
+    ).filter(events.ts <= as_of)
+    named = sorted(set().union(*(r.events for r in model.engagement)))
+    events = events.filter(events.name.isin(named)) if named else events.filter(False)
+    events, properties = Document.prepare(events, "properties", set(event_uses), "p_", fallbacks)
     leads = events.select("lead_id").union(profiles.select("lead_id"), distinct=True).distinct()
-    table = leads.left_join(profiles, "lead_id").select(leads.lead_id, profiles.profile)
-    fit_keys = set().union(*(keys_of(r.when) for r in model.fit))
-    table, profile = Document.prepare(table, "profile", fit_keys, "f_", fallbacks)
+    table = leads.left_join(profiles, "lead_id").select(
+        leads.lead_id, profiles.profile, *(profiles[FIT_PREFIX + name] for name in sorted(judged))
+    )
+    table, profile = Document.prepare(table, "profile", set(fit_uses), "f_", fallbacks)
+    rare = None
+    if not dialect.python_udfs:
+        odd_events = properties.rare(events, event_uses)
+        if flagged:
+            odd_events = odd_events | events.rare.fill_null(False)
+        rare = (
+            events.filter(odd_events)
+            .select("lead_id")
+            .union(table.filter(profile.rare(table, fit_uses)).select("lead_id"))
+            .distinct()
+        )
     columns: dict[str, ir.Value] = {}
     for rule in model.fit:
-        holds = compiler.compile(rule.when, profile, table).fill_null(False)
+        if rule.name in judged:
+            holds = table[FIT_PREFIX + rule.name].fill_null(False)
+        else:
+            holds = compiler.compile(rule.when, profile, table).fill_null(False)
         column = RULE_PREFIX + rule.name
-        columns[column] = ibis.ifelse(holds, float(rule.points), ibis.null("float64"))
+        columns[column] = ibis.ifelse(holds, number(rule.points), ibis.null("float64"))
     table = table.mutate(**columns)
     for rule in model.engagement:
         points = _engagement(rule, events, properties, as_of, model.half_life, compiler)
         table = table.left_join(points, "lead_id").drop("lead_id_right")
-    table = table.mutate(fit=_points(table, model.fit), engagement=_points(table, model.engagement))
+    table = table.mutate(
+        fit=_points(table, model.fit, number), engagement=_points(table, model.engagement, number)
+    )
     table = table.mutate(score=table.fit + table.engagement)
     holding = {name: table[RULE_PREFIX + name].notnull() for name in model.rule_names}
     q = model.qualification
@@ -75,7 +123,7 @@ def compile_plan(
     def holds(criteria: Criteria | None, *, grade: bool = False) -> ir.BooleanValue:
         if criteria is None:
             return ibis.literal(False)
-        engagement = ibis.literal(0.0) if grade else table.engagement
+        engagement = number(0) if grade else table.engagement
         score = table.fit if grade else table.score
         return _criteria(criteria, table.fit, engagement, score, holding)
 
@@ -96,21 +144,27 @@ def compile_plan(
     table = table.select(
         "lead_id", "fit", "engagement", "score", "mql", "pql", "tier", "grade", *rule_columns
     )
-    return ScorePlan(table, fallbacks)
+    return ScorePlan(table, fallbacks, rare)
 
 
-@ibis.udf.agg.builtin(signature=((dt.float64,), dt.float64))
-def fsum(values: Any) -> Any:  # type: ignore[empty-body]
-    """DuckDB's compensated (Kahan) sum: decay terms summed nearly as exactly as the live
-    engine's `math.fsum`, and far less dependent on the order threads add them in."""
+def _uses(predicates: list[Any]) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for predicate in predicates:
+        for key, ops in uses_of(predicate).items():
+            found.setdefault(key, set()).update(ops)
+    return found
 
 
-def _points(table: ir.Table, rules: tuple[FitRule, ...] | tuple[EngagementRule, ...]) -> Any:
+def _points(
+    table: ir.Table,
+    rules: tuple[FitRule, ...] | tuple[EngagementRule, ...],
+    number: Callable[[float], ir.FloatingValue],
+) -> Any:
     """The rules' points summed left to right from 0.0, the order in which the live engine
     adds them (so the same bits); a rule that does not hold adds 0.0."""
-    total: ir.FloatingValue = ibis.literal(0.0)
+    total: ir.FloatingValue = number(0)
     for rule in rules:
-        total = total + table[RULE_PREFIX + rule.name].fill_null(0.0)
+        total = total + table[RULE_PREFIX + rule.name].fill_null(number(0))
     return total
 
 
@@ -147,6 +201,7 @@ def _engagement(
     compiler: PredicateCompiler,
 ) -> ir.Table:
     """(lead_id, `rule:<name>`) for the leads the rule gives points to."""
+    number = compiler.fallbacks.dialect.floating
     hits = events.filter(events.name.isin(list(rule.events)))
     if rule.where is not None:
         hits = hits.filter(compiler.compile(rule.where, properties, hits))
@@ -160,13 +215,14 @@ def _engagement(
     if rule.expires_after is not None:
         earning = earning.filter(earning.ts >= as_of - rule.expires_after)
     if half_life is None:
-        total = earning.count().cast("float64") * float(rule.points)
+        total = earning.count().cast("float64") * number(rule.points)
     else:
-        total = fsum(ibis.literal(0.5).pow((as_of - earning.ts) / half_life)) * float(rule.points)
+        decayed = number(0.5).pow((number(as_of) - earning.ts) / number(half_life))
+        total = compiler.fallbacks.dialect.sum_floats(decayed) * number(rule.points)
     points = earning.group_by("lead_id").aggregate(total=total)
     capped = points.total
     if rule.max_points is not None:
-        cap = float(rule.max_points)
+        cap = number(rule.max_points)
         if rule.points > 0:
             capped = ibis.ifelse(points.total > cap, cap, points.total)
         elif rule.points < 0:

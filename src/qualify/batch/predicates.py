@@ -21,55 +21,25 @@ import ibis.expr.datatypes as dt
 import ibis.expr.types as ir
 import orjson
 
+from qualify.batch.dialects import Dialect
 from qualify.core.predicates import compile_predicate, to_number
 from qualify.core.scoring import normalise_distinct
 from qualify.errors import QualifyError
 from qualify.model.predicates import AllOf, AnyOf, Compare, Not, Predicate
 
-__all__ = ["Document", "Fallbacks", "PredicateCompiler", "distinct_key", "keys_of"]
+__all__ = [
+    "Document",
+    "Fallbacks",
+    "PredicateCompiler",
+    "distinct_key",
+    "keys_of",
+    "operators_of",
+    "uses_of",
+]
 
-JSON = dt.JSON()
-_NUMBER_TYPES = ("BIGINT", "UBIGINT", "DOUBLE")
-_SCALAR_TYPES = ("VARCHAR", "BOOLEAN", *_NUMBER_TYPES)
-# Text that SQL reads as a number exactly as Python's float() does (after commas go).
-_PLAIN_NUMBER = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-# What Python's str.strip() removes from ASCII text.
-_ASCII_SPACE = " \t\n\r\x0b\x0c\x1c\x1d\x1e\x1f"
-
-
-@ibis.udf.scalar.builtin(
-    name="json_extract", signature=((JSON, dt.Array(dt.string)), dt.Array(JSON))
-)
-def json_extract_many(doc: Any, paths: list[str]) -> Any: ...  # type: ignore[empty-body]
-
-
-@ibis.udf.scalar.builtin(signature=((JSON,), dt.string))
-def json_type(value: Any) -> Any: ...  # type: ignore[empty-body]
-
-
-@ibis.udf.scalar.builtin(signature=((JSON, dt.string), dt.string))
-def json_extract_string(value: Any, path: str) -> Any: ...  # type: ignore[empty-body]
-
-
-@ibis.udf.scalar.builtin(signature=((dt.string,), dt.int64))
-def strlen(value: Any) -> Any: ...  # type: ignore[empty-body]
-
-
-@ibis.udf.scalar.builtin(signature=((dt.float64,), dt.boolean))
-def isfinite(value: Any) -> Any: ...  # type: ignore[empty-body]
-
-
-@ibis.udf.scalar.builtin(signature=((dt.string, dt.string), dt.string))
-def trim(value: Any, characters: str) -> Any: ...  # type: ignore[empty-body]
-
-
-def _path(key: str) -> str:
-    if '"' in key or "\\" in key:
-        raise QualifyError(
-            f"the batch engines cannot read the key {key!r}: a key with a double quote or a "
-            "backslash; rename it, or score with the live engine (`qualify score`)"
-        )
-    return "$." + ".".join(f'"{part}"' for part in key.split("."))
+_SCALAR_TYPES = ("string", "number", "boolean")
+# Python reads these as numbers (`float(" 1_000 ")`, "inf"); where SQL cannot, the text is rare.
+_MAYBE_NUMBER = r"[0-9]|[iI][nN][fF]|[nN][aA][nN]"
 
 
 def keys_of(predicate: Predicate | None) -> set[str]:
@@ -83,12 +53,41 @@ def keys_of(predicate: Predicate | None) -> set[str]:
     return set().union(*(keys_of(item) for item in predicate.items))
 
 
+def operators_of(predicate: Predicate | None) -> set[str]:
+    """Every operator a predicate uses."""
+    return {op for ops in uses_of(predicate).values() for op in ops}
+
+
+def uses_of(predicate: Predicate | None) -> dict[str, set[str]]:
+    """The operators applied to each key (with `=number` for a numeric comparison)."""
+    found: dict[str, set[str]] = {}
+    if predicate is None:
+        return found
+    if isinstance(predicate, Compare):
+        ops = {predicate.op}
+        if predicate.op in ("equals", "in", "not_in"):
+            expected = predicate.value if predicate.op != "equals" else [predicate.value]
+            if any(not isinstance(e, str) or to_number(e) is not None for e in expected):
+                ops.add("=number")
+        found[predicate.key] = ops
+        return found
+    items = [predicate.item] if isinstance(predicate, Not) else list(predicate.items)
+    for item in items:
+        for key, ops in uses_of(item).items():
+            found.setdefault(key, set()).update(ops)
+    return found
+
+
+_NUMERIC = {"gt", "gte", "lt", "lte", "between", "=number", "distinct"}
+_TEXTUAL = {"contains", "starts_with", "ends_with"}
+
+
 class Document:
     """The values a plan reads from one JSON column, extracted once per row.
 
-    A JSON text is parsed by every `json_extract` call on it, and each operator looks at a
-    value several ways (type, text, number); so all the keys are extracted in one call into
-    columns, and predicates refer to those columns (`bind` them to the table at hand).
+    A JSON text is parsed by every extraction from it, and each operator looks at a value
+    several ways (type, text, number); so all the keys are extracted at once into columns,
+    and predicates refer to those columns (`bind` them to the table at hand).
     """
 
     def __init__(self, names: dict[str, str], fallbacks: Fallbacks) -> None:
@@ -101,84 +100,112 @@ class Document:
     ) -> tuple[ir.Table, Document]:
         """`table` with the value of every key as columns, and the document naming them."""
         ordered = sorted(keys)
-        paths: list[str] = []
-        for key in ordered:
-            paths.append(_path(key))
-            if "." in key:  # a flat key that itself contains dots wins when it has a value
-                paths.append('$."' + key + '"')
         if not ordered:
             return table, cls({}, fallbacks)
-        parsed = json_extract_many(table[column].cast("json"), paths)
-        table = table.mutate(**{prefix: parsed})
-        values: dict[str, ir.Value] = {}
-        names: dict[str, str] = {}
-        at = 0
-        for n, key in enumerate(ordered):
-            name = f"{prefix}{n}"
-            names[key] = name
-            value = table[prefix][at]
-            at += 1
-            if "." in key:
-                flat = table[prefix][at]
-                at += 1
-                flat_type = json_type(flat)
-                value = ibis.ifelse(flat_type.notnull() & (flat_type != "NULL"), flat, value)
-            values[name] = value
-        table = table.mutate(**values)
-        table = table.mutate(
-            **{f"{name}_type": json_type(table[name]) for name in names.values()},
-            **{f"{name}_text": json_extract_string(table[name], "$") for name in names.values()},
-        )
-        return table, cls(names, fallbacks)
+        found = fallbacks.dialect.extract(table, column, ordered, prefix)
+        names = {key: f"{prefix}{n}" for n, key in enumerate(ordered)}
+        columns: dict[str, ir.Value] = {}
+        for key, (json, kind, text) in found.items():
+            name = names[key]
+            columns[name] = json
+            columns[f"{name}_type"] = kind
+            columns[f"{name}_text"] = text
+        return table.mutate(**columns), cls(names, fallbacks)
 
     def value(self, table: ir.Table, key: str) -> _Value:
         name = self.names[key]
         return _Value(table[name], table[f"{name}_type"], table[f"{name}_text"], self.fallbacks)
+
+    def rare(self, table: ir.Table, uses: dict[str, set[str]]) -> ir.BooleanValue:
+        """Whether a row holds a value that only Python judges exactly, for an engine that
+        cannot call Python: such rows' leads are scored by the live engine instead.
+
+        The test is on values, wider than the plan's own fallbacks (which it must cover):
+        lists and objects, non-ASCII text, numbers out of the engine's exact range, text
+        Python may read as a number where a number is wanted, a number or a boolean where
+        text is searched.
+        """
+        dialect = self.fallbacks.dialect
+        result: ir.BooleanValue = ibis.literal(False)
+        for key, ops in sorted(uses.items()):
+            if key not in self.names:
+                continue
+            value = self.value(table, key)
+            odd = value.type.isin(("array", "object")) | (
+                value.is_text & ~dialect.is_ascii(value.text)
+            )
+            if ops & _NUMERIC:
+                plain = value.text.replace(",", "")
+                odd = odd | (
+                    value.is_text
+                    & ~plain.re_search(dialect.number_pattern)
+                    & value.text.re_search(_MAYBE_NUMBER)
+                )
+                odd = odd | (value.is_number & value.number().isnull())
+            if ops & _TEXTUAL:
+                odd = odd | value.is_number | value.is_bool
+            result = result | (~value.missing & odd).fill_null(False)
+        return result
 
 
 class Fallbacks:
     """The Python side of a plan: the live engine's own tests, for the values SQL leaves.
 
     One UDF per kind, dispatching on an index, so a plan registers a handful of functions
-    however many predicates it has.
+    however many predicates it has. On an engine that cannot call Python the fallbacks are
+    placeholders, and `Document.rare` flags the rows that would have needed them.
     """
 
-    def __init__(self, tag: str) -> None:
+    def __init__(self, tag: str, dialect: Dialect) -> None:
+        self.dialect = dialect
         self.leaves: list[Callable[[Mapping[str, Any]], bool]] = []
         tests = self.leaves
+        # Spark runs a Python function on every row, not only where a CASE needs it, so
+        # each one takes NULL calmly.
 
-        def leaf(index: int, text: str) -> bool:
+        def leaf(index: int, text: str | None) -> bool | None:
+            if text is None:
+                return None
             return tests[index]({"v": orjson.loads(text)})
 
-        def fold(text: str) -> str:
-            return text.casefold()
+        def fold(text: str | None) -> str | None:
+            return None if text is None else text.casefold()
 
-        def number(text: str) -> float:
-            found = to_number(text)
+        def number(text: str | None) -> float:
+            found = None if text is None else to_number(text)
             return math.nan if found is None else found  # the SQL side reads NaN as none
 
-        def distinct(text: str) -> str | None:
-            value = normalise_distinct(orjson.loads(text))
+        def distinct(text: str | None) -> str | None:
+            value = None if text is None else normalise_distinct(orjson.loads(text))
             if value is None:
                 return None
             return "n" + repr(value) if isinstance(value, float) else "s" + str(value)
 
-        self.leaf = ibis.udf.scalar.python(
-            leaf, name=f"qualify_leaf_{tag}", signature=((dt.int64, dt.string), dt.boolean)
-        )
-        self.fold = ibis.udf.scalar.python(
-            fold, name=f"qualify_fold_{tag}", signature=((dt.string,), dt.string)
-        )
-        self.number = ibis.udf.scalar.python(
-            number, name=f"qualify_number_{tag}", signature=((dt.string,), dt.float64)
-        )
-        self.distinct = ibis.udf.scalar.python(
-            distinct, name=f"qualify_distinct_{tag}", signature=((dt.string,), dt.string)
-        )
+        self._leaf = self._udf(leaf, f"qualify_leaf_{tag}", (dt.int64, dt.string), dt.boolean)
+        self._fold = self._udf(fold, f"qualify_fold_{tag}", (dt.string,), dt.string)
+        self._number = self._udf(number, f"qualify_number_{tag}", (dt.string,), dt.float64)
+        self._distinct = self._udf(distinct, f"qualify_distinct_{tag}", (dt.string,), dt.string)
 
-    def add_leaf(self, node: Compare) -> int:
+    def _udf(self, func: Callable, name: str, args: tuple, result: dt.DataType) -> Any:
+        if not self.dialect.python_udfs:
+            return None
+        return ibis.udf.scalar.python(func, name=name, signature=(args, result))
+
+    def leaf(self, node: Compare, json: ir.StringValue) -> ir.BooleanValue:
+        """The live engine's test of `node` on a value given as JSON text."""
+        if self._leaf is None:
+            return ibis.literal(False)
         self.leaves.append(compile_predicate(Compare("v", node.op, node.value)))
-        return len(self.leaves) - 1
+        return self._leaf(len(self.leaves) - 1, json)
+
+    def fold(self, text: ir.StringValue) -> ir.StringValue:
+        return text.lower() if self._fold is None else self._fold(text)
+
+    def number(self, text: ir.StringValue) -> ir.FloatingValue:
+        return ibis.null("float64") if self._number is None else self._number(text)
+
+    def distinct(self, json: ir.StringValue) -> ir.StringValue:
+        return ibis.null("string") if self._distinct is None else self._distinct(json)
 
 
 class _Value:
@@ -191,30 +218,33 @@ class _Value:
         self.type = kind
         self.text = text
         self.fallbacks = fallbacks
-        self.is_text = self.type == "VARCHAR"
-        self.is_number = self.type.isin(_NUMBER_TYPES)
-        self.is_bool = self.type == "BOOLEAN"
-        self.missing = value.isnull() | (self.type == "NULL") | (self.is_text & (self.text == ""))
-        self.scalar = self.type.isin(_SCALAR_TYPES)
+        self.dialect = fallbacks.dialect
+        self.is_text = kind == "string"
+        self.is_number = kind == "number"
+        self.is_bool = kind == "boolean"
+        self.missing = kind.isnull() | (kind == "null") | (self.is_text & (text == ""))
+        self.scalar = kind.isin(_SCALAR_TYPES)
 
     def folded(self) -> ir.StringValue:
         """`text.casefold()`: `lower()` is the same for ASCII text, Python does the rest."""
         text = self.text
-        return ibis.ifelse(strlen(text) == text.length(), text.lower(), self.fallbacks.fold(text))
+        return ibis.ifelse(self.dialect.is_ascii(text), text.lower(), self.fallbacks.fold(text))
 
     def number(self) -> ir.FloatingValue:
         """`to_number`: JSON numbers, numeric text (commas ignored); NULL otherwise."""
         text = self.text
         plain = text.replace(",", "")
         from_text = ibis.ifelse(
-            plain.re_search(_PLAIN_NUMBER), plain.try_cast("float64"), self.fallbacks.number(text)
+            plain.re_search(self.dialect.number_pattern),
+            self.dialect.text_number(plain),
+            self.fallbacks.number(text),
         )
         number = ibis.cases(
-            (self.is_number, text.cast("float64")),
+            (self.is_number, self.dialect.json_number(text)),
             (self.is_text, from_text),
             else_=ibis.null("float64"),
         )
-        return ibis.ifelse(isfinite(number), number, ibis.null("float64"))
+        return ibis.ifelse(self.dialect.finite(number), number, ibis.null("float64"))
 
 
 class PredicateCompiler:
@@ -251,7 +281,7 @@ class PredicateCompiler:
             return ~value.missing if node.value else value.missing
         if op == "equals" and node.value is None:
             return value.missing
-        python = self.fallbacks.leaf(self.fallbacks.add_leaf(node), value.json.cast("string"))
+        python = self.fallbacks.leaf(node, value.json)
         if op == "matches":  # a Python regex: only Python can search it
             return ibis.ifelse(value.missing, False, python)
         if op == "not_in":
@@ -324,11 +354,12 @@ def distinct_key(doc: Document, table: ir.Table, key: str) -> ir.StringValue:
     Python values are equal (True == 1.0, "a" == "A"); NULL when the event has no value."""
     value = doc.value(table, key)
     fallbacks = doc.fallbacks
-    ascii_text = strlen(value.text) == value.text.length()
+    dialect = fallbacks.dialect
+    ascii_text = dialect.is_ascii(value.text)
     number = ibis.ifelse(value.is_bool, ibis.ifelse(value.text == "true", 1.0, 0.0), value.number())
     return ibis.cases(
         (value.missing, ibis.null("string")),
-        (value.is_text & ascii_text, "s" + trim(value.text, _ASCII_SPACE).lower()),
-        ((value.is_number | value.is_bool), "n" + (number + 0.0).cast("string")),
-        else_=fallbacks.distinct(value.json.cast("string")),
+        (value.is_text & ascii_text, "s" + dialect.strip(value.text).lower()),
+        ((value.is_number | value.is_bool), "n" + dialect.float_text(number)),
+        else_=fallbacks.distinct(value.json),
     )

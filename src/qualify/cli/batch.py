@@ -28,6 +28,8 @@ from qualify.model import ScoringModel
 
 class Engine(StrEnum):
     duckdb = "duckdb"
+    postgres = "postgres"
+    spark = "spark"
 
 
 @app.command()
@@ -40,7 +42,17 @@ def batch(
         str | None,
         typer.Option(help="Score the leads of this store (SQLAlchemy URL) instead of a file."),
     ] = None,
-    engine: Annotated[Engine, typer.Option(help="Where the plan runs.")] = Engine.duckdb,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="Where the plan runs: duckdb (embedded), postgres (a PostgreSQL store given "
+            "by --db, in place) or spark."
+        ),
+    ] = Engine.duckdb,
+    spark_master: Annotated[
+        str,
+        typer.Option(envvar="QUALIFY_SPARK_MASTER", help="Spark's master URL (--engine spark)."),
+    ] = "local[*]",
     as_of: Annotated[
         str | None, typer.Option(help="Score as of this time (ISO-8601); default: now.")
     ] = None,
@@ -57,33 +69,37 @@ def batch(
     column per rule. Bad lines are reported with their line number and skipped (exit 1).
     With --db the store is only read: its leads keep their stored scores.
     """
-    from qualify.batch.engine import check_output, run_duckdb
+    from qualify.batch.engine import BatchRun, check_output, open_backend, run_store
     from qualify.errors import QualifyError
     from qualify.service.files import Problems
 
     if (events is None) == (db is None):
         raise QualifyError("say what to score: --events FILE.jsonl, or --db URL for a store")
+    if engine is Engine.postgres and db is None:
+        raise QualifyError(
+            "--engine postgres scores a PostgreSQL store in place: give --db postgresql://…"
+        )
     if out is not None:
         check_output(out)
     scoring_model = read_model(model)
     moment = as_of_time(as_of)
     problems = Problems()
     started = time.perf_counter()
+    backend = open_backend(engine.value, url=db, master=spark_master)
     if events is not None:
         inputs = _file_inputs(scoring_model, events, moment, problems)
+        run = BatchRun.of_inputs(scoring_model, backend, inputs, moment)
     else:
-        from qualify.batch.inputs import from_store
-
-        with engine_for(db).connect() as conn, bulk():
-            inputs = from_store(scoring_model, conn, moment)
-    run = run_duckdb(scoring_model, inputs, moment)
+        with bulk():
+            run = run_store(scoring_model, backend, engine_for(db), moment)
     if events is not None:
         report_problems(events, problems)
     if out is not None:
         written = run.write(out)
+        live = f" ({run.live_leads:,} by the live engine)" if run.live_leads else ""
         render.err.print(
-            f"{engine.value}: {written:,} leads from {run.events:,} rule events "
-            f"in {time.perf_counter() - started:.1f}s → {out}"
+            f"{engine.value}: {written:,} leads{live} in {time.perf_counter() - started:.1f}s"
+            f" → {out}"
         )
     elif as_json:
         sys.stdout.buffer.writelines(
