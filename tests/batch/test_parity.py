@@ -247,3 +247,11 @@ def test_postgres_sends_only_leads_with_rare_values_to_the_live_engine(
     assert run.live_leads == 1
     assert rows["odd"]["rule:ss"] == 10.0  # "straße".casefold() contains "ss"
     assert rows["plain"]["rule:ss"] is None
+
+
+def test_an_empty_history_scores_no_leads(backend: Backend) -> None:
+    """No messages: no leads, on every engine (empty tables keep their column types)."""
+    fit = FitRule("f", Compare("industry", "equals", "software"), 10)
+    rule = EngagementRule("e", ("a",), 5)
+    model = ScoringModel("m", "1", (fit,), (rule,), Qualification(), LifecycleSettings(), ())
+    assert batch_scores(backend, model, [], T0) == {}

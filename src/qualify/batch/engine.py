@@ -207,7 +207,7 @@ class BatchRun:
         cls, model: ScoringModel, backend: Backend, inputs: BatchInputs, as_of: float
     ) -> BatchRun:
         events, profiles = backend.load(inputs, model)
-        return cls(model, backend, events, profiles, as_of, lambda ids: _subset(inputs, ids))
+        return cls(model, backend, events, profiles, as_of, inputs.only)
 
     def table(self) -> pa.Table:
         """Every lead's scores, by lead id, as an Arrow table."""
@@ -266,7 +266,7 @@ def run_store(model: ScoringModel, backend: Backend, store: SqlEngine, as_of: fl
     def live_inputs(ids: set[str]) -> BatchInputs:
         with store.connect() as conn:
             events = store_events(model, conn, ids)
-        return _subset(BatchInputs(events, profiles), ids)
+        return BatchInputs(events, profiles).only(ids)
 
     return BatchRun(
         model,
@@ -316,27 +316,17 @@ def live_rows(model: ScoringModel, inputs: BatchInputs, as_of: float) -> list[di
 
 
 def _judge_fit(model: ScoringModel, profiles: pa.Table) -> pa.Table:
+    import pyarrow as pa
+
     from qualify.batch.plan import FIT_PREFIX
     from qualify.core.predicates import compile_predicate
 
     docs = [orjson.loads(p) for p in profiles.column("profile").to_pylist()]
     for rule in model.fit:
         test = compile_predicate(rule.when)
-        profiles = profiles.append_column(FIT_PREFIX + rule.name, [[test(d) for d in docs]])
+        holds = pa.array([test(d) for d in docs], type=pa.bool_())  # typed when empty
+        profiles = profiles.append_column(FIT_PREFIX + rule.name, holds)
     return profiles
-
-
-def _subset(inputs: BatchInputs, ids: set[str]) -> BatchInputs:
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from qualify.batch.inputs import BatchInputs
-
-    wanted = pa.array(sorted(ids), type=pa.string())
-    return BatchInputs(
-        inputs.events.filter(pc.is_in(inputs.events.column("lead_id"), wanted)),
-        inputs.profiles.filter(pc.is_in(inputs.profiles.column("lead_id"), wanted)),
-    )
 
 
 def _unique(name: str) -> str:

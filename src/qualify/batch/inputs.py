@@ -47,6 +47,16 @@ class BatchInputs:
     events: pa.Table
     profiles: pa.Table
 
+    def only(self, lead_ids: Collection[str]) -> BatchInputs:
+        """The rows of these leads only."""
+        import pyarrow.compute as pc
+
+        wanted = pa.array(sorted(lead_ids), type=pa.string())
+        return BatchInputs(
+            self.events.filter(pc.is_in(self.events.column("lead_id"), wanted)),
+            self.profiles.filter(pc.is_in(self.profiles.column("lead_id"), wanted)),
+        )
+
 
 def from_messages(
     model: ScoringModel, messages: Iterable[ActivityEvent], as_of: float
