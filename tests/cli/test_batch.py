@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -112,3 +115,53 @@ def test_batch_on_spark_equals_the_live_engine(tmp_path: Path) -> None:
     rows = {row["lead_id"]: row for row in map(json.loads, done.stdout.splitlines())}
     assert rows["ana"]["score"] == 105 and rows["ana"]["mql"]
     assert rows["ben"]["score"] == 75 and not rows["ben"]["mql"]
+
+
+def _scores(done: subprocess.CompletedProcess) -> dict:
+    rows = {row["lead_id"]: row for row in map(json.loads, done.stdout.splitlines())}
+    return {lead: (r["score"], r["mql"], r["tier"], r["grade"]) for lead, r in rows.items()}
+
+
+def test_batch_reads_parquet_and_csv_tables_as_it_reads_json_lines(tmp_path: Path) -> None:
+    messages = seed("ana", "2026-03-09") + seed("ben", "2026-03-11")
+    events = jsonl(tmp_path / "e.jsonl", messages)
+    expected = _scores(qualify("batch", str(WORKED), "--events", str(events), "--as-of", AS_OF,
+                               "--json", cwd=tmp_path))  # fmt: skip
+    assert expected["ana"][:2] == (105, True)
+    # Parquet as an export writes it: Parquet timestamps, objects as JSON text, a bad row.
+    bad = {"type": "bogus", "userId": "x", "timestamp": "2026-03-01T09:00:00Z"}
+    rows = [*messages, bad]
+    table = pa.table(
+        {
+            "type": [m["type"] for m in rows],
+            "userId": [m["userId"] for m in rows],
+            "timestamp": pa.array(
+                [datetime.fromisoformat(m["timestamp"]) for m in rows], pa.timestamp("ms", "UTC")
+            ),
+            "event": [m.get("event") for m in rows],
+            "name": [m.get("name") for m in rows],
+            "properties": [
+                json.dumps(m["properties"]) if "properties" in m else None for m in rows
+            ],
+            "traits": [json.dumps(m["traits"]) if "traits" in m else None for m in rows],
+        }
+    )
+    pq.write_table(table, tmp_path / "e.parquet")
+    done = qualify("batch", str(WORKED), "--events", str(tmp_path / "e.parquet"),
+                   "--as-of", AS_OF, "--json", cwd=tmp_path, check=False)  # fmt: skip
+    assert done.returncode == 1 and "e.parquet:11" in done.stderr, done.stderr  # by number
+    assert _scores(done) == expected, done.stderr
+    # CSV: one column per field, the rest are properties (track, page) or traits (identify).
+    fields = ["type", "userId", "timestamp", "event", "name"]
+    extra = sorted(
+        {k for m in messages for k in {**m.get("properties", {}), **m.get("traits", {})}}
+    )
+    with (tmp_path / "e.csv").open("w", newline="") as f:
+        writer = csv.DictWriter(f, [*fields, *extra])
+        writer.writeheader()
+        for m in messages:
+            writer.writerow({**{k: m.get(k, "") for k in fields}, **m.get("properties", {}),
+                             **m.get("traits", {})})  # fmt: skip
+    done = qualify("batch", str(WORKED), "--events", str(tmp_path / "e.csv"), "--as-of", AS_OF,
+                   "--json", cwd=tmp_path)  # fmt: skip
+    assert _scores(done) == expected

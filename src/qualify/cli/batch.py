@@ -36,7 +36,11 @@ class Engine(StrEnum):
 def batch(
     model: Annotated[Path, typer.Argument(help="The scoring model (YAML).")],
     events: Annotated[
-        Path | None, typer.Option(help="Segment messages, JSON Lines (or use --db).")
+        Path | None,
+        typer.Option(
+            help="Messages: Segment JSON Lines, or a .csv or .parquet table (columns as in "
+            "`qualify ingest`, see --map); or use --db."
+        ),
     ] = None,
     db: Annotated[
         str | None,
@@ -58,6 +62,17 @@ def batch(
     ] = None,
     out: Annotated[
         Path | None, typer.Option(help="Write every lead's scores to a .parquet or .csv file.")
+    ] = None,
+    mapping: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map",
+            help="CSV/Parquet column to message field, e.g. Email=userId (repeatable).",
+        ),
+    ] = None,
+    message_type: Annotated[
+        str | None,
+        typer.Option("--type", help="Message type of CSV/Parquet rows without a `type`."),
     ] = None,
     as_json: JsonOption = False,
     limit: Annotated[int, typer.Option(help="Rows in the table (not for --json/--out).")] = 20,
@@ -81,13 +96,18 @@ def batch(
         )
     if out is not None:
         check_output(out)
+    from qualify.service.files import ColumnMapping
+
+    columns = ColumnMapping.parse(mapping or [], message_type)
+    if events is not None and not events.is_file():
+        raise QualifyError(f"no such file: {events}")
     scoring_model = read_model(model)
     moment = as_of_time(as_of)
     problems = Problems()
     started = time.perf_counter()
     backend = open_backend(engine.value, url=db, master=spark_master)
     if events is not None:
-        inputs = _file_inputs(scoring_model, events, moment, problems)
+        inputs = _file_inputs(scoring_model, events, moment, problems, columns)
         run = BatchRun.of_inputs(scoring_model, backend, inputs, moment)
     else:
         with bulk():
@@ -111,22 +131,39 @@ def batch(
         raise typer.Exit(1)
 
 
-def _file_inputs(model: ScoringModel, events: Path, moment: float, problems: Any) -> Any:
+def _file_inputs(
+    model: ScoringModel, events: Path, moment: float, problems: Any, columns: Any
+) -> Any:
     from qualify.batch.inputs import from_messages
-    from qualify.service.files import read_jsonl
+    from qualify.service.files import read_csv, read_jsonl, read_parquet
 
-    size = events.stat().st_size if events.exists() else 0
-    with progress_bar() as progress, open_file(events) as raw, bulk():
-        task = progress.add_task(f"reading {events.name}", total=size or None)
+    suffix = events.suffix.lower()
+    with progress_bar() as progress, bulk():
+        if suffix == ".parquet":
+            import pyarrow.parquet as pq
 
-        def lines() -> Iterator[bytes]:  # the bar follows the file's position, now and then
-            for number, line in enumerate(raw):
-                if number % 10_000 == 0:
-                    progress.update(task, completed=raw.tell())
-                yield line
-            progress.update(task, completed=raw.tell())
+            rows = pq.ParquetFile(events).metadata.num_rows
+            task = progress.add_task(f"reading {events.name}", total=rows or None)
+            messages = read_parquet(
+                events, columns, problems, progress=lambda n: progress.update(task, completed=n)
+            )
+            return from_messages(model, messages, moment)
+        with open_file(events) as raw:
+            task = progress.add_task(f"reading {events.name}", total=events.stat().st_size or None)
 
-        return from_messages(model, read_jsonl(lines(), problems), moment)
+            def lines() -> Iterator[bytes]:  # the bar follows the file's position, now and then
+                for number, line in enumerate(raw):
+                    if number % 10_000 == 0:
+                        progress.update(task, completed=raw.tell())
+                    yield line
+                progress.update(task, completed=raw.tell())
+
+            if suffix == ".csv":
+                import io
+
+                text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+                return from_messages(model, read_csv(text, columns, problems), moment)
+            return from_messages(model, read_jsonl(lines(), problems), moment)
 
 
 def _table(rows: list[dict], limit: int) -> None:
