@@ -10,14 +10,14 @@ profile does not depend on arrival order either.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from qualify.core.activity import MAX_TEXT, ActivityEvent
 from qualify.core.identity import IdentityGraph
 from qualify.core.scoring import CompiledModel
-from qualify.core.state import LeadState
+from qualify.core.state import Hit, LeadState
 
 __all__ = ["Account", "Applied", "LeadBook", "LeadRecord", "Traits"]
 
@@ -194,6 +194,9 @@ class LeadBook:
             if event.message_id in self.seen:
                 return None
             self.seen.add(event.message_id)
+        return self._apply(event)
+
+    def _apply(self, event: ActivityEvent) -> Applied:
         if event.name:  # fast path: an event whose ids all point to one known lead
             user, anonymous = event.user_id, event.anonymous_id
             by_user = self.graph.users.get(user) if user is not None else None
@@ -229,6 +232,66 @@ class LeadBook:
         elif event.name:
             touched = self.compiled.apply(record.state, event)
         return Applied(resolution.lead_id, touched, resolution.merges, changed)
+
+    def apply_all(self, events: Iterable[ActivityEvent], *, chunk: int = 200_000) -> None:
+        """Apply a stream of messages when only the leads' scores will be read.
+
+        Identities, traits, accounts and rule hits end up exactly as `apply` leaves them, by
+        a shorter way for the common message, one whose ids all point to one known lead: its
+        hits are matched at once, while it is fresh in memory, and recorded lead by lead
+        every `chunk` messages. A large file's leads are scattered in memory, and visiting
+        each one once per chunk rather than once per message is what makes this faster;
+        the order in which hits arrive does not change a lead's sorted lists, and a lead
+        merged away passes its pending hits on. First and last seen and the first touch
+        are not kept: scores do not read them. The book should start empty (as the
+        stateless scorer's does): a lead the graph knows without a record gets its record
+        when its hits are recorded.
+        """
+        seen = self.seen
+        users, anonymous = self.graph.users, self.graph.anonymous
+        match = self.compiled.match
+        pending: dict[str, list[tuple[int, Hit]]] = {}
+        count = 0
+        for event in events:
+            message_id = event.message_id
+            if seen is not None:
+                if message_id in seen:
+                    continue
+                seen.add(message_id)
+            if event.name:
+                user, anon = event.user_id, event.anonymous_id
+                by_user = users.get(user) if user is not None else None
+                by_anonymous = anonymous.get(anon) if anon is not None else None
+                lead_id = by_user or by_anonymous
+                if (
+                    lead_id is not None
+                    and (user is None or by_user == lead_id)
+                    and (anon is None or by_anonymous == lead_id)
+                ):
+                    matches = match(event)
+                    if matches:
+                        bucket = pending.get(lead_id)
+                        if bucket is None:
+                            pending[lead_id] = matches
+                        else:
+                            bucket.extend(matches)
+                        count += 1
+                        if count >= chunk:
+                            self._record(pending)
+                            count = 0
+                    continue
+            for source, target in self._apply(event).merged:
+                moved = pending.pop(source, None)
+                if moved:
+                    pending.setdefault(target, []).extend(moved)
+        self._record(pending)
+
+    def _record(self, pending: dict[str, list[tuple[int, Hit]]]) -> None:
+        leads = self.leads
+        for lead_id, matches in pending.items():
+            record = leads.get(lead_id) or self.lead(lead_id)
+            record.state.record(matches)
+        pending.clear()
 
     def profile(self, record: LeadRecord, as_of: float | None = None) -> dict[str, Any]:
         """What fit rules see: the lead's traits, with its account's traits under `account`.

@@ -152,18 +152,22 @@ class CompiledModel:
         return LeadState(len(self.rules))
 
     def apply(self, state: LeadState, event: ActivityEvent) -> list[int]:
-        """Record an event in the state of its lead; return the rules it matched anew.
+        """Record an event in the state of its lead; return the rules it matched anew."""
+        matches = self.match(event)
+        return state.record(matches) if matches else []
 
-        The hot path of scoring: `LeadState.add` is inlined for the common case of an event
-        that arrives in order. A `distinct` rule counts only events carrying the property.
+    def match(self, event: ActivityEvent) -> list[tuple[int, Hit]]:
+        """The hits an event makes, as (rule index, hit), without touching any lead.
+
+        Matching reads only the event, recording reads only the lead: kept apart, a caller
+        can match a message while it is fresh in memory and record the hits of many
+        messages lead by lead. A `distinct` rule counts only events carrying the property.
         """
         candidates = self.by_name.get(event.name)
         if not candidates:
             return []
-        touched = []
+        matches = []
         properties = event.properties
-        timestamp, message_id = event.timestamp, event.message_id
-        all_hits = state.hits
         for i, test, key in candidates:
             if test is not None and not test(properties):
                 continue
@@ -172,13 +176,8 @@ class CompiledModel:
                 value = normalise_distinct(lookup(properties, key))
                 if value is None:
                     continue
-            hits = all_hits[i]
-            if not hits or hits[-1][0] < timestamp:
-                hits.append((timestamp, message_id, value))
-                touched.append(i)
-            elif state.add(i, (timestamp, message_id, value)):
-                touched.append(i)
-        return touched
+            matches.append((i, (event.timestamp, event.message_id, value)))
+        return matches
 
 
 def _latest_held(rule: EngagementRule, hits: Sequence[Hit], n: int) -> int | None:

@@ -10,6 +10,7 @@ anonymous visitor turns out to be a known lead) by merging these lists.
 from __future__ import annotations
 
 from bisect import insort
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -46,6 +47,22 @@ class LeadState:
             return False
         insort(hits, hit, key=_order)
         return True
+
+    def record(self, matches: Iterable[tuple[int, Hit]]) -> list[int]:
+        """Record (rule, hit) pairs; return the rules that took a hit anew.
+
+        The hot path of scoring: `add` is inlined for a hit later than the rule's last.
+        """
+        touched = []
+        all_hits = self.hits
+        for rule, hit in matches:
+            hits = all_hits[rule]
+            if not hits or hits[-1][0] < hit[0]:
+                hits.append(hit)
+                touched.append(rule)
+            elif self.add(rule, hit):
+                touched.append(rule)
+        return touched
 
     def merge(self, other: LeadState) -> None:
         """Take in another lead's matches (identity merge); duplicates count once."""

@@ -59,7 +59,7 @@ def read_jsonl(
     `keep_raw` keeps each line on its event (the store saves messages as they came).
     """
     for number, line in enumerate(lines, start=1):
-        if not line.strip():
+        if not line or line.isspace():  # `strip` would copy every line
             continue
         try:
             yield decode_line(line, received_at=received_at, keep_raw=keep_raw)

@@ -17,8 +17,7 @@ def score_events(
 ) -> Iterator[tuple[str, LeadScore, dict[str, Any]]]:
     """(lead id, score, profile) for every lead the messages name, in first-seen order."""
     book = LeadBook(compiled, dedupe=True)
-    for event in events:
-        book.apply(event)
+    book.apply_all(events)
     for lead_id, record in book.leads.items():
         profile = book.profile(record, as_of)
         yield lead_id, score_state(compiled, profile, record.state, as_of, explain=explain), profile
