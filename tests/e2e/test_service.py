@@ -361,9 +361,16 @@ def test_health_metrics_and_openapi(service: Service) -> None:
         },
         auth=(service.keys["write"], ""),
     ).raise_for_status()
+    assert httpx.get(f"{service.base}/no-such-route").status_code == 404
     metrics = httpx.get(f"{service.base}/metrics").text
     assert "qualify_events_ingested_total" in metrics
-    assert "qualify_request_seconds_bucket" in metrics
+    # every request is timed by its route, method and status, the unmatched ones too
+    for labels in (
+        'method="POST",route="/v1/batch",status="200"',
+        'method="GET",route="unmatched",status="404"',
+        'method="GET",route="/healthz",status="200"',
+    ):
+        assert f"qualify_request_seconds_count{{{labels}}}" in metrics, labels
     spec = httpx.get(f"{service.base}/openapi.json").json()
     assert "/v1/batch" in spec["paths"] and "/api/leads/{lead_id}/accept" in spec["paths"]
     assert set(spec["components"]["securitySchemes"]) == {"bearer", "basic"}

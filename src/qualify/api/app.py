@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import gc
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from qualify import __version__
 from qualify.api import leads, models, openapi, problems, routing, segment, webhooks
@@ -50,6 +51,41 @@ class _LazyCommitter:
     def close(self) -> None:
         if self.committer is not None:
             self.committer.close()
+
+
+class RequestTiming:
+    """Each request's latency, by route, method and status, into the metrics' histogram.
+
+    A plain ASGI middleware rather than `@app.middleware("http")`: Starlette runs that kind
+    in a task group with memory streams between it and the app, which cost more per
+    request than a single-message `/v1/track` itself: measured at 200 calls/s, p50 9–13 ms
+    → 5 ms and p99 35–85 ms → 18 ms (docs/benchmarks.md). The time counts until the whole
+    answer is sent.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500  # what the server answers if the app fails before it starts a response
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")  # set by the router, in this same scope
+            scope["app"].state.metrics.request_seconds.labels(
+                getattr(route, "path", "unmatched"), scope["method"], str(status)
+            ).observe(time.perf_counter() - started)
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
@@ -108,17 +144,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(routing.router)
     app.include_router(webhooks.router)
 
-    @app.middleware("http")
-    async def timing(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        request.app.state.metrics.request_seconds.labels(
-            getattr(route, "path", "unmatched"), request.method, str(response.status_code)
-        ).observe(time.perf_counter() - started)
-        return response
+    app.add_middleware(RequestTiming)
 
     @app.get(
         "/healthz",
