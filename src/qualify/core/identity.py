@@ -71,6 +71,22 @@ class IdentityGraph:
             self._claim((USER, user_id), lead)
         return lead
 
+    def settled(self, event: ActivityEvent) -> str | None:
+        """The lead of a message that changes no identity — every id it carries already
+        points to that one lead — or None when it needs `resolve`. Checked for every
+        message ingested or scored, so it is kept to two lookups."""
+        user, anonymous = event.user_id, event.anonymous_id
+        by_user = self.users.get(user) if user is not None else None
+        by_anonymous = self.anonymous.get(anonymous) if anonymous is not None else None
+        lead_id = by_user or by_anonymous
+        if (
+            lead_id is not None
+            and (user is None or by_user == lead_id)
+            and (anonymous is None or by_anonymous == lead_id)
+        ):
+            return lead_id
+        return None
+
     def resolve(self, event: ActivityEvent) -> Resolution:
         """The lead a message belongs to, after any merge it implies."""
         merges: list[tuple[str, str]] = []

@@ -198,15 +198,8 @@ class LeadBook:
 
     def _apply(self, event: ActivityEvent) -> Applied:
         if event.name:  # fast path: an event whose ids all point to one known lead
-            user, anonymous = event.user_id, event.anonymous_id
-            by_user = self.graph.users.get(user) if user is not None else None
-            by_anonymous = self.graph.anonymous.get(anonymous) if anonymous is not None else None
-            lead_id = by_user or by_anonymous
-            if (
-                lead_id is not None
-                and (user is None or by_user == lead_id)
-                and (anonymous is None or by_anonymous == lead_id)
-            ):
+            lead_id = self.graph.settled(event)
+            if lead_id is not None:
                 record = self.leads.get(lead_id) or self.lead(lead_id)
                 record.saw(event)
                 return Applied(lead_id, self.compiled.apply(record.state, event), (), False)
@@ -248,8 +241,7 @@ class LeadBook:
         when its hits are recorded.
         """
         seen = self.seen
-        users, anonymous = self.graph.users, self.graph.anonymous
-        match = self.compiled.match
+        settled, match = self.graph.settled, self.compiled.match
         pending: dict[str, list[tuple[int, Hit]]] = {}
         count = 0
         for event in events:
@@ -259,15 +251,8 @@ class LeadBook:
                     continue
                 seen.add(message_id)
             if event.name:
-                user, anon = event.user_id, event.anonymous_id
-                by_user = users.get(user) if user is not None else None
-                by_anonymous = anonymous.get(anon) if anon is not None else None
-                lead_id = by_user or by_anonymous
-                if (
-                    lead_id is not None
-                    and (user is None or by_user == lead_id)
-                    and (anon is None or by_anonymous == lead_id)
-                ):
+                lead_id = settled(event)
+                if lead_id is not None:
                     matches = match(event)
                     if matches:
                         bucket = pending.get(lead_id)
