@@ -165,3 +165,53 @@ def test_batch_reads_parquet_and_csv_tables_as_it_reads_json_lines(tmp_path: Pat
     done = qualify("batch", str(WORKED), "--events", str(tmp_path / "e.csv"), "--as-of", AS_OF,
                    "--json", cwd=tmp_path)  # fmt: skip
     assert _scores(done) == expected
+
+
+def _leads(db: str, cwd: Path) -> dict:
+    done = qualify("leads", "--db", db, "--json", cwd=cwd)
+    keys = ("stage", "score", "fit", "engagement", "mql", "tier", "grade", "owner", "routing")
+    return {r["id"]: tuple(r[k] for k in keys) for r in json.loads(done.stdout)}
+
+
+def test_model_activate_in_bulk_and_batch_write_back(tmp_path: Path) -> None:
+    """`qualify model activate --engine duckdb` leaves a store as the live engine's
+    activation does; `qualify batch --db --write-back` refreshes it with its active model."""
+    events = jsonl(tmp_path / "e.jsonl", seed("ana", "2026-03-09") + seed("ben", "2026-03-11"))
+    bulk, live = (f"sqlite:///{tmp_path / name}" for name in ("bulk.db", "live.db"))
+    for db in (bulk, live):
+        qualify("model", "activate", str(WORKED), "--db", db, cwd=tmp_path)
+        qualify("ingest", str(events), "--db", db, cwd=tmp_path)
+    lower = tmp_path / "lower.yaml"  # ben's 75 points now make an MQL too
+    lower.write_text(
+        WORKED.read_text()
+        .replace("version: 1", "version: 2")
+        .replace("score_at_least: 100", "score_at_least: 70")
+    )
+    done = qualify("model", "activate", str(lower), "--db", bulk, "--engine", "duckdb",
+                   cwd=tmp_path)  # fmt: skip
+    assert "2 leads rescored" in done.stdout and "1 new MQLs" in done.stdout
+    qualify("model", "activate", str(lower), "--db", live, cwd=tmp_path)
+    assert _leads(bulk, tmp_path) == _leads(live, tmp_path)
+    assert _leads(bulk, tmp_path)["ben"][:2] == ("mql", 75)
+    # explaining a written-back lead: every point with its events (its state is rebuilt)
+    explained = [
+        json.loads(qualify("explain", "ben", "--db", db, "--json", cwd=tmp_path).stdout)
+        for db in (bulk, live)
+    ]
+    assert explained[0]["contributions"] == explained[1]["contributions"]
+    assert [len(c["events"]) for c in explained[0]["contributions"]] == [0, 0, 1, 1]
+
+    other = qualify("batch", str(WORKED), "--db", bulk, "--write-back", cwd=tmp_path, check=False)
+    assert other.returncode == 2 and "qualify model activate MODEL --engine duckdb" in other.stderr
+    done = qualify("batch", str(lower), "--db", bulk, "--write-back", cwd=tmp_path)
+    assert "2 leads written back" in done.stderr and "0 new MQLs" in done.stderr
+    assert _leads(bulk, tmp_path) == _leads(live, tmp_path)
+    past = qualify("batch", str(lower), "--db", bulk, "--write-back", "--as-of", AS_OF,
+                   cwd=tmp_path, check=False)  # fmt: skip
+    assert past.returncode == 2 and "leave out --as-of" in past.stderr
+    no_store = qualify("batch", str(lower), "--events", str(events), "--write-back",
+                       cwd=tmp_path, check=False)  # fmt: skip
+    assert no_store.returncode == 2 and "give --db URL" in no_store.stderr
+    pg = qualify("model", "activate", str(lower), "--db", bulk, "--engine", "postgres",
+                 cwd=tmp_path, check=False)  # fmt: skip
+    assert pg.returncode == 2 and "use --engine duckdb" in pg.stderr

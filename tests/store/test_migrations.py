@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
@@ -24,7 +26,7 @@ def test_opening_twice_is_a_no_op_and_sqlite_uses_wal(tmp_path) -> None:
     second = open_engine(url)
     with second.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0004"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0005"
     assert {
         "leads",
         "events",
@@ -34,3 +36,36 @@ def test_opening_twice_is_a_no_op_and_sqlite_uses_wal(tmp_path) -> None:
         "accounts",
         "model_versions",
     } <= set(inspect(second).get_table_names())
+
+
+def test_a_store_from_before_state_versions_keeps_its_states(tmp_path) -> None:
+    """Migration 0005: a lead's stored rule state counts as built for the version that
+    scored it, so upgrading a store does not make every lead rebuild (or stay stale)."""
+    from alembic import command
+    from alembic.config import Config
+    from sqlalchemy import select
+
+    from helpers import at, page, track
+    from qualify.model import load_model
+    from qualify.service.ingest import Ingestor
+    from qualify.service.rescore import activate_model
+    from qualify.store.tables import leads
+
+    engine = open_engine(f"sqlite:///{tmp_path / 'q.db'}")
+    worked = (Path(__file__).parent.parent / "fixtures" / "worked_example.yaml").read_text()
+    activate_model(engine, load_model(worked), clock=lambda: at(0))
+    Ingestor(engine, clock=lambda: at(2)).ingest(
+        [page("/pricing", 1), track("Demo Requested", 1.5)]
+    )
+    config = Config()
+    config.set_main_option("script_location", "qualify.store:migrations")
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0004")
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    with engine.connect() as conn:
+        row = conn.execute(select(leads.c.model_version_id, leads.c.state_version_id)).one()
+    assert row.model_version_id is not None
+    assert row.state_version_id == row.model_version_id

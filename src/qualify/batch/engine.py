@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from qualify.batch.dialects import Dialect
     from qualify.batch.inputs import BatchInputs
+    from qualify.core.scoring import LeadScore
 
 __all__ = [
     "ENGINES",
@@ -38,6 +39,7 @@ __all__ = [
     "open_backend",
     "run_duckdb",
     "run_store",
+    "score_from_row",
 ]
 
 ENGINES = ("duckdb", "postgres", "spark")
@@ -313,6 +315,31 @@ def live_rows(model: ScoringModel, inputs: BatchInputs, as_of: float) -> list[di
         row.update({RULE_PREFIX + name: points.get(name) for name in model.rule_names})
         rows.append(row)
     return rows
+
+
+def score_from_row(model: ScoringModel, row: dict[str, Any]) -> LeadScore:
+    """A plan row (one lead) as the live engine's `LeadScore`: the totals, flags, tier and
+    grade, and one contribution per rule that holds, with its points (what the ledger and
+    the stage history record; the events behind them are not part of a plan row)."""
+    from qualify.batch.plan import RULE_PREFIX
+    from qualify.core.scoring import Contribution, LeadScore
+
+    contributions = []
+    for aspect, rules in (("fit", model.fit), ("engagement", model.engagement)):
+        for rule in rules:
+            points = row[RULE_PREFIX + rule.name]
+            if points is not None:
+                contributions.append(Contribution(rule.name, aspect, points, points))
+    return LeadScore(
+        fit=row["fit"],
+        engagement=row["engagement"],
+        score=row["score"],
+        mql=bool(row["mql"]),
+        pql=bool(row["pql"]),
+        tier=row["tier"],
+        grade=row["grade"],
+        contributions=tuple(contributions),
+    )
 
 
 def _judge_fit(model: ScoringModel, profiles: pa.Table) -> pa.Table:

@@ -76,13 +76,22 @@ def batch(
     ] = None,
     as_json: JsonOption = False,
     limit: Annotated[int, typer.Option(help="Rows in the table (not for --json/--out).")] = 20,
+    write_back: Annotated[
+        bool,
+        typer.Option(
+            "--write-back",
+            help="With --db: store the scores in the store's leads, ledger and stage history "
+            "(one transaction per chunk of leads). MODEL must be the store's active model.",
+        ),
+    ] = False,
 ) -> None:
     """Score in bulk, a file of messages or a store's leads: the model compiled into one
     relational plan.
 
     Results equal the live engine's (a differential test keeps them so), with one points
     column per rule. Bad lines are reported with their line number and skipped (exit 1).
-    With --db the store is only read: its leads keep their stored scores.
+    With --db the store is only read, unless --write-back stores the scores (as `qualify
+    refresh` would, in bulk).
     """
     from qualify.batch.engine import BatchRun, check_output, open_backend, run_store
     from qualify.errors import QualifyError
@@ -96,6 +105,14 @@ def batch(
         )
     if out is not None:
         check_output(out)
+    if write_back:
+        if db is None:
+            raise QualifyError("--write-back stores scores in a store: give --db URL")
+        if as_of is not None:
+            raise QualifyError(
+                "--write-back scores the store as of now; leave out --as-of (or write the "
+                "scores as of another time to a file with --out)"
+            )
     from qualify.service.files import ColumnMapping
 
     columns = ColumnMapping.parse(mapping or [], message_type)
@@ -110,8 +127,15 @@ def batch(
         inputs = _file_inputs(scoring_model, events, moment, problems, columns)
         run = BatchRun.of_inputs(scoring_model, backend, inputs, moment)
     else:
+        store = engine_for(db)
+        if write_back:
+            _check_active(store, scoring_model)
         with bulk():
-            run = run_store(scoring_model, backend, engine_for(db), moment)
+            run = run_store(scoring_model, backend, store, moment)
+            if write_back:
+                _write_back(store, run, moment)
+                if out is None and not as_json:
+                    return
     if events is not None:
         report_problems(events, problems)
     if out is not None:
@@ -164,6 +188,48 @@ def _file_inputs(
                 text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
                 return from_messages(model, read_csv(text, columns, problems), moment)
             return from_messages(model, read_jsonl(lines(), problems), moment)
+
+
+def _check_active(store: Any, model: ScoringModel) -> None:
+    """Write-back stores scores under the active model: MODEL must be that model."""
+    from qualify.errors import QualifyError
+    from qualify.store.versions import active_version
+
+    with store.connect() as conn:
+        _, active = active_version(conn)
+    if active.checksum != model.checksum:
+        raise QualifyError(
+            f"--write-back stores scores of the store's active model (`{active.name}` version "
+            f"{active.version}), and this file is another model: to make it active and "
+            "rescore in bulk, run `qualify model activate MODEL --engine duckdb`"
+        )
+
+
+def _write_back(store: Any, run: Any, moment: float) -> None:
+    from qualify.core.scoring import CompiledModel
+    from qualify.service.rescore import write_back
+    from qualify.store.versions import active_version
+
+    with store.connect() as conn:
+        version_id, _ = active_version(conn)
+    scores = run.table()
+    with progress_bar() as progress:
+        task = progress.add_task("writing back", total=None)
+        report = write_back(
+            store,
+            CompiledModel(run.model),
+            version_id,
+            scores,
+            remodel=False,
+            read_at=moment,
+            now=moment,
+            on_total=lambda n: progress.update(task, total=n),
+            progress=lambda n: progress.advance(task, n),
+        )
+    render.err.print(
+        f"{report.leads:,} leads written back, {report.changed:,} changed stage, flag, tier "
+        f"or grade, {report.new_mqls:,} new MQLs"
+    )
 
 
 def _table(rows: list[dict], limit: int) -> None:

@@ -2,8 +2,9 @@
 
 # No `from __future__ import annotations`: Typer reads the annotations at run time.
 import dataclasses
+from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -17,8 +18,30 @@ from qualify.cli.shared import (
     progress_bar,
     read_model,
 )
-from qualify.errors import ModelError
+from qualify.errors import ModelError, QualifyError
 from qualify.model import json_schema
+
+
+class RescoreEngine(StrEnum):
+    live = "live"
+    duckdb = "duckdb"
+    postgres = "postgres"
+    spark = "spark"
+
+
+def check_bulk_engine(bulk: Any, engine: Any) -> None:
+    """Refuse a batch engine that cannot read this store, before anything changes."""
+    from importlib.util import find_spec
+
+    if find_spec("ibis") is None:  # pragma: no cover - the test extras include it
+        raise QualifyError("batch engines need the `batch` extra: pip install 'qualify[batch]'")
+    if bulk.name == "spark" and find_spec("pyspark") is None:  # pragma: no cover - as above
+        raise QualifyError("--engine spark needs PySpark: pip install 'qualify[spark]'")
+    if bulk.name == "postgres" and engine.dialect.name != "postgresql":
+        raise QualifyError(
+            "--engine postgres rescores a PostgreSQL store in place; this store is "
+            f"{engine.dialect.name}: use --engine duckdb"
+        )
 
 
 @app.command()
@@ -54,20 +77,38 @@ def model_activate(
     model: Annotated[Path, typer.Argument(help="The scoring model (YAML).")],
     db: DbOption = None,
     by: Annotated[str, typer.Option(help="Who activates it (recorded).")] = "cli",
+    rescore_with: Annotated[
+        RescoreEngine,
+        typer.Option(
+            "--engine",
+            help="What rescores the leads: the live engine, or a batch engine (faster on a "
+            "large store): duckdb, postgres (a PostgreSQL store, in place) or spark.",
+        ),
+    ] = RescoreEngine.live,
+    spark_master: Annotated[
+        str,
+        typer.Option(envvar="QUALIFY_SPARK_MASTER", help="Spark's master URL (--engine spark)."),
+    ] = "local[*]",
 ) -> None:
     """Store a model as a new version, make it active and rescore every lead."""
-    from qualify.service.rescore import activate_model
+    from qualify.service.rescore import BulkEngine, activate_model
 
     scoring_model = read_model(model)
     engine = engine_for(db, create=True)
+    bulk = None
+    if rescore_with is not RescoreEngine.live:
+        bulk = BulkEngine(rescore_with.value, spark_master)
+        check_bulk_engine(bulk, engine)
     with progress_bar() as progress:
-        task = progress.add_task("rescoring leads", total=None)
+        what = "rescoring leads" if bulk is None else f"scoring on {bulk.name}, then writing"
+        task = progress.add_task(what, total=None)
         report = activate_model(
             engine,
             scoring_model,
             created_by=by,
             on_total=lambda n: progress.update(task, total=n),
             progress=lambda n: progress.advance(task, n),
+            bulk=bulk,
         )
     render.console.print(
         f"model `{scoring_model.name}` version {scoring_model.version} is active (stored as "

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine
 
 from qualify.core.activity import ActivityEvent
 from qualify.core.identity import ANON, USER, IdentityGraph
@@ -265,25 +265,22 @@ class _BatchWork:
         accounts = repo.load_accounts(conn, account_ids)
         book.accounts.update(accounts)
         self.existing_accounts |= set(accounts)
-        stale = [i for i, s in stored.items() if s.status.model_version_id != self.version_id]
+        stale = [i for i, s in stored.items() if s.status.state_version_id != self.version_id]
         if stale:
             self._rebuild(stale)
 
     def _rebuild(self, stale: list[str]) -> None:
-        """Leads last scored by another model (an activation still rescoring, or one that
-        stopped half-way): their rule state is rebuilt from their stored events, and the
-        change of points is booked to the model, before this transaction's messages count."""
+        """Leads whose rule state was not built for the active model get it rebuilt from
+        their stored events. Those last scored by another model (an activation still
+        rescoring, or one that stopped half-way) have the change of points booked to the
+        model, before this transaction's messages count; those a batch engine scored with
+        this model (a write-back, which stores no state) go on from their stored points."""
         compiled, book = self.compiled, self.book
-        for lead_id in stale:
-            book.leads[lead_id].state = compiled.new_state()
-        for part in repo.chunks(stale):
-            query = select(events.c.lead_id, events.c.payload, events.c.ts).where(
-                events.c.lead_id.in_(part), events.c.type.in_(("track", "page", "screen"))
-            )
-            for lead_id, payload, ts in self.conn.execute(query):
-                compiled.apply(book.leads[lead_id].state, repo.stored_event(payload, ts))
+        repo.rebuild_states(self.conn, compiled, book.leads, stale)
         for lead_id in stale:
             record, status = book.leads[lead_id], self.statuses[lead_id]
+            if status.model_version_id == self.version_id:
+                continue
             result = score_state(compiled, book.profile(record, self.now), record.state, self.now)
             self.ledger.settle(lead_id, status.rule_points, result.rule_points(), "model")
 

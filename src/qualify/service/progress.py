@@ -18,7 +18,7 @@ from qualify.core.scoring import CompiledModel, LeadScore
 from qualify.core.state import LeadState
 from qualify.store.repository import LeadStatus
 
-__all__ = ["Ledger", "apply_score", "qualify_if_due", "qualify_record"]
+__all__ = ["Ledger", "apply_score", "qualify_if_due", "qualify_now", "qualify_record"]
 
 
 @dataclass(slots=True)
@@ -71,6 +71,7 @@ def apply_score(status: LeadStatus, result: LeadScore, version_id: int | None, a
     status.tier = result.tier
     status.grade = result.grade
     status.model_version_id = version_id
+    status.state_version_id = version_id  # the caller scored the state it built
     status.scored_at = at
 
 
@@ -108,7 +109,31 @@ def qualify_if_due(
     )
     if found is None:
         return None
-    moment, result = found
+    return _qualify_at(compiled, lead_id, status, *found, model_version)
+
+
+def qualify_now(
+    compiled: CompiledModel, lead_id: str, status: LeadStatus, result: LeadScore, now: float
+) -> StageChanged | None:
+    """`qualify_if_due` for a lead scored only at `now` (a batch engine's result, without the
+    lead's rule state): exact when only `now` is to be checked, as after a model change.
+    Callers give the live engine the leads that need their history searched (a recycled
+    lead's wait, negative points lapsing since the last score)."""
+    if status.stage not in (Stage.LEAD, Stage.NURTURE) or not result.mql:
+        return None
+    assert status.stage is Stage.LEAD or status.recycled_at is None, "search its history"
+    return _qualify_at(compiled, lead_id, status, now, result, compiled.model.version)
+
+
+def _qualify_at(
+    compiled: CompiledModel,
+    lead_id: str,
+    status: LeadStatus,
+    moment: float,
+    result: LeadScore,
+    model_version: str,
+) -> StageChanged | None:
+    requalify_after = compiled.model.lifecycle.requalify_after
     ctx = TransitionContext(lead_id, status.stage, moment, "", status.recycled_at, requalify_after)
     if not can_qualify(ctx):
         return None

@@ -216,13 +216,14 @@ def explain_lead(
         lead_id = found
         row = conn.execute(select(leads).where(leads.c.id == lead_id)).first()
         assert row is not None
-        try:
-            stored = repo.lead_from_row(row, len(compiled.rules))
-        except ValueError:
+        stored = repo.lead_from_row(row, len(compiled.rules), lenient=True)
+        if stored.status.model_version_id != version_id:
             raise QualifyError(
                 f"lead `{lead_id}` was scored with another model version than the active one: "
                 "run `qualify refresh` to rescore it"
-            ) from None
+            )
+        if stored.status.state_version_id != version_id:  # scores written back by a batch
+            repo.rebuild_states(conn, compiled, {lead_id: stored.record}, [lead_id])
         book = LeadBook(compiled)
         book.accounts = repo.load_accounts(
             conn, [stored.record.account_id] if stored.record.account_id else []

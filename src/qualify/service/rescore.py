@@ -4,29 +4,37 @@ time passes (windows close, points decay or expire: `qualify refresh`)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, Engine, select
 
 from qualify.core.leadbook import LeadBook
-from qualify.core.scoring import CompiledModel, score_state
+from qualify.core.lifecycle import Stage
+from qualify.core.scoring import CompiledModel, LeadScore, score_state
 from qualify.errors import QualifyError
 from qualify.model import ScoringModel
-from qualify.service.progress import Ledger, apply_score, qualify_record
+from qualify.service.progress import Ledger, apply_score, qualify_now, qualify_record
 from qualify.service.routing import Routing, routing_input
 from qualify.service.webhooks import Outbox, emit_lead_changes
 from qualify.store import repository as repo
 from qualify.store.database import writing
-from qualify.store.tables import events, leads, ledger, transitions
+from qualify.store.tables import leads, ledger, transitions
 from qualify.store.versions import active_version, list_versions, save_version, set_active
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 __all__ = [
+    "BulkEngine",
     "RescoreReport",
     "activate_model",
     "activate_version",
     "requalify_recycled",
     "rescore_all",
+    "rescore_in_bulk",
+    "write_back",
 ]
 
 BATCH = 500
@@ -48,13 +56,63 @@ def activate_model(
     created_by: str = "cli",
     on_total: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    bulk: BulkEngine | None = None,
 ) -> RescoreReport:
-    """Store the model as a version, make it active, and rescore every lead with it."""
+    """Store the model as a version, make it active, and rescore every lead with it: by
+    the live engine, or with `bulk` by a batch engine (faster on a large store)."""
     now = clock()
     with writing(engine) as conn:
         version_id = save_version(conn, model, created_by, now)
         set_active(conn, version_id, now)
+    if bulk is not None:
+        return rescore_in_bulk(
+            engine, bulk, remodel=True, now=now, on_total=on_total, progress=progress
+        )
     return rescore_all(engine, rebuild=True, now=now, on_total=on_total, progress=progress)
+
+
+@dataclass(frozen=True, slots=True)
+class BulkEngine:
+    """A batch engine to rescore with: `duckdb`, `postgres` (the store itself, in place) or
+    `spark` (at `master`)."""
+
+    name: str
+    master: str = "local[*]"
+
+
+def rescore_in_bulk(
+    engine: Engine,
+    bulk: BulkEngine,
+    *,
+    remodel: bool,
+    now: float,
+    on_total: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RescoreReport:
+    """Score every lead with the active model on a batch engine, and write the scores back
+    (`write_back`). `remodel`: the model just changed, so every lead's points change for
+    the model's sake (the ledger's reason); otherwise time passed."""
+    from qualify.batch.engine import open_backend, run_store
+
+    with engine.connect() as conn:
+        version_id, model = active_version(conn)
+    url = engine.url.render_as_string(hide_password=False)
+    backend = open_backend(bulk.name, url=url, master=bulk.master)
+    try:
+        scores = run_store(model, backend, engine, now).table()
+    finally:
+        backend.close()
+    return write_back(
+        engine,
+        CompiledModel(model),
+        version_id,
+        scores,
+        remodel=remodel,
+        read_at=now,
+        now=now,
+        on_total=on_total,
+        progress=progress,
+    )
 
 
 def activate_version(
@@ -142,38 +200,87 @@ def _rescore_batch(
 ) -> None:
     stored = repo.load_leads(conn, ids, len(compiled.rules), lenient=True)
     # A lead scored by another version (an activation that stopped half-way) is rebuilt too.
-    stale = [i for i, s in stored.items() if rebuild or s.status.model_version_id != version_id]
+    remodelled = {
+        i for i, s in stored.items() if rebuild or s.status.model_version_id != version_id
+    }
+    book = _book(conn, compiled, stored)
+    _score_live(conn, compiled, version_id, book, stored, remodelled, now)
+    results = {
+        i: score_state(compiled, book.profile(s.record, now), s.record.state, now)
+        for i, s in stored.items()
+    }
+    _write_scores(conn, compiled, version_id, book, stored, results, remodelled, now, report)
+
+
+def _book(
+    conn: Connection, compiled: CompiledModel, stored: dict[str, repo.StoredLead]
+) -> LeadBook:
+    """The leads and their accounts, for their profiles."""
     book = LeadBook(compiled)
     book.leads = {i: s.record for i, s in stored.items()}
     book.accounts = repo.load_accounts(
         conn, {s.record.account_id for s in stored.values() if s.record.account_id}
     )
-    for lead_id in stale:
-        book.leads[lead_id].state = compiled.new_state()
-    if stale:
-        query = select(events.c.lead_id, events.c.payload, events.c.ts).where(
-            events.c.lead_id.in_(stale), events.c.type.in_(("track", "page", "screen"))
-        )
-        for lead_id, payload, ts in conn.execute(query):
-            compiled.apply(book.leads[lead_id].state, repo.stored_event(payload, ts))
+    return book
+
+
+def _score_live(
+    conn: Connection,
+    compiled: CompiledModel,
+    version_id: int,
+    book: LeadBook,
+    stored: dict[str, repo.StoredLead],
+    remodelled: set[str],
+    now: float,
+) -> None:
+    """Rebuild the rule state of the leads whose stored one does not fit the rules."""
+    stale = [
+        i for i, s in stored.items() if i in remodelled or s.status.state_version_id != version_id
+    ]
+    repo.rebuild_states(conn, compiled, book.leads, stale)
+
+
+def _write_scores(
+    conn: Connection,
+    compiled: CompiledModel,
+    version_id: int,
+    book: LeadBook,
+    stored: dict[str, repo.StoredLead],
+    results: dict[str, LeadScore],
+    remodelled: set[str],
+    now: float,
+    report: RescoreReport,
+    *,
+    stateless: Collection[str] = (),
+) -> None:
+    """Ledger, scores, stage changes, routing and webhooks of rescored leads, as one.
+
+    `stateless`: leads scored by a batch engine, without a rule state; only `now` is
+    checked for their qualification, and their state is left to be rebuilt by the live
+    engine when it next needs it."""
     ledger_rows = Ledger(version_id, now)
     changes = []
     qualified: list[repo.StoredLead] = []
     outbox = Outbox.start(conn)
-    stale_set = set(stale)
-    for lead_id, item in stored.items():
-        record, status = item.record, item.status
-        profile = book.profile(record, now)
-        result = score_state(compiled, profile, record.state, now)
+    for lead_id in sorted(stored):  # routing's round robins take leads in this order
+        item = stored[lead_id]
+        record, status, result = item.record, item.status, results[lead_id]
         before = (status.stage, status.mql, status.pql, status.tier, status.grade)
-        reason = "model" if lead_id in stale_set else "time"
-        ledger_rows.settle(lead_id, status.rule_points, result.rule_points(), reason)
-        since = now if lead_id in stale_set else (status.scored_at or now)
+        changed_rules = lead_id in remodelled
+        ledger_rows.settle(
+            lead_id, status.rule_points, result.rule_points(), "model" if changed_rules else "time"
+        )
+        since = now if changed_rules else (status.scored_at or now)
         score_before = (status.score, status.pql)
         apply_score(status, result, version_id, now)
-        change = qualify_record(
-            compiled, book, record, status, since=since, now=now, check_now=True
-        )
+        if lead_id in stateless:
+            change = qualify_now(compiled, lead_id, status, result, now)
+            status.state_version_id = None
+            record.state = compiled.new_state()
+        else:
+            change = qualify_record(
+                compiled, book, record, status, since=since, now=now, check_now=True
+            )
         if change is not None:
             changes.append(repo.transition_row(change, version_id))
             qualified.append(item)
@@ -194,3 +301,96 @@ def _rescore_batch(
         routing.write(conn)
     repo.save_leads(conn, list(stored.values()), set(stored))
     outbox.write(conn)
+
+
+# A lead scored this long before a batch engine began reading the store may have changed
+# while it read: the write-back rescores it with the live engine instead.
+SNAPSHOT_MARGIN = 1.0
+
+
+def write_back(
+    engine: Engine,
+    compiled: CompiledModel,
+    version_id: int,
+    scores: pa.Table,
+    *,
+    remodel: bool,
+    read_at: float,
+    now: float,
+    chunk: int = 5_000,
+    on_total: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> RescoreReport:
+    """Store a batch engine's scores (one row per lead, as `BatchRun.table` gives them):
+    leads, ledger, stage changes, routing and webhooks, one transaction per `chunk` leads.
+
+    It does what `rescore_all` does, without rebuilding each lead's rule state from its
+    events; that is left to the live engine, the next time it touches the lead. Some leads
+    need more than their score now, and the live engine rescores them here instead: those
+    scored after the engine began reading the store (`read_at`, less a margin: new events
+    came in), recycled leads waiting to requalify (their wait is searched), leads whose
+    negative points may have lapsed since they were last scored (when the rules did not
+    change: `remodel` false), and leads the batch did not score (new since).
+    """
+    from qualify.batch.engine import score_from_row
+
+    report = RescoreReport(version_id)
+    model = compiled.model
+    lapsing = bool(compiled.negative_expiring)
+    with engine.connect() as conn:
+        all_ids = set(conn.execute(select(leads.c.id)).scalars())
+    if on_total is not None:
+        on_total(len(all_ids))
+    covered: set[str] = set()
+    for part in scores.to_batches(max_chunksize=chunk):
+        rows = {r["lead_id"]: r for r in part.to_pylist()}
+        with writing(engine) as conn:
+            stored = repo.load_leads(conn, rows, len(compiled.rules), lenient=True)
+            remodelled = {
+                i for i, s in stored.items() if remodel or s.status.model_version_id != version_id
+            }
+            live = {
+                i
+                for i, s in stored.items()
+                if (s.status.scored_at or 0.0) >= read_at - SNAPSHOT_MARGIN
+                or (s.status.stage is Stage.NURTURE and s.status.recycled_at is not None)
+                or (
+                    lapsing
+                    and i not in remodelled
+                    and s.status.stage in (Stage.LEAD, Stage.NURTURE)
+                )
+            }
+            book = _book(conn, compiled, stored)
+            _score_live(
+                conn, compiled, version_id, book, {i: stored[i] for i in live}, remodelled, now
+            )
+            results = {
+                i: (
+                    score_state(compiled, book.profile(s.record, now), s.record.state, now)
+                    if i in live
+                    else score_from_row(model, rows[i])
+                )
+                for i, s in stored.items()
+            }
+            _write_scores(
+                conn,
+                compiled,
+                version_id,
+                book,
+                stored,
+                results,
+                remodelled,
+                now,
+                report,
+                stateless=set(stored) - live,
+            )
+        covered |= set(stored)
+        if progress is not None:
+            progress(len(stored))
+    missing = sorted(all_ids - covered)
+    for batch in repo.chunks(missing, BATCH):  # merged away since, or new since
+        with writing(engine) as conn:
+            _rescore_batch(conn, compiled, version_id, list(batch), remodel, now, report)
+        if progress is not None:
+            progress(len(batch))
+    return report

@@ -19,6 +19,7 @@ from sqlalchemy import JSON, Connection, Table, bindparam, delete, insert, selec
 from qualify.core.activity import ActivityEvent, decode_message
 from qualify.core.leadbook import Account, LeadRecord, Traits
 from qualify.core.lifecycle import Stage, StageChanged
+from qualify.core.scoring import CompiledModel
 from qualify.core.state import LeadState
 from qualify.errors import LeadNotFound
 from qualify.store.tables import (
@@ -59,7 +60,8 @@ class LeadStatus:
     tier: str | None = None
     grade: str | None = None
     rule_points: dict[str, float] = field(default_factory=dict)
-    model_version_id: int | None = None
+    model_version_id: int | None = None  # the version of the scores
+    state_version_id: int | None = None  # the version the rule state was built for
     scored_at: float | None = None
     created_at: float = 0.0
     routing: str | None = None  # how it was last routed: nurture, assign, unrouted
@@ -118,6 +120,7 @@ def lead_from_row(row: Any, rule_count: int, *, lenient: bool = False) -> Stored
         grade=m["grade"],
         rule_points=dict(m["rule_points"]),
         model_version_id=m["model_version_id"],
+        state_version_id=m["state_version_id"],
         scored_at=m["scored_at"],
         created_at=m["created_at"],
         **{name: m[name] for name in ROUTING_COLUMNS},
@@ -152,6 +155,7 @@ def lead_values(stored: StoredLead) -> dict[str, Any]:
         "rule_points": s.rule_points,
         "state": r.state.to_json(),
         "model_version_id": s.model_version_id,
+        "state_version_id": s.state_version_id,
         "scored_at": s.scored_at,
         "created_at": s.created_at,
         **routing_values(s),
@@ -391,6 +395,21 @@ def stored_event(payload: dict[str, Any], ts: float) -> ActivityEvent:
     if event.timestamp != ts:  # the payload's text time is rounded to milliseconds
         event = msgspec.structs.replace(event, timestamp=ts)
     return event
+
+
+def rebuild_states(
+    conn: Connection, compiled: CompiledModel, records: dict[str, LeadRecord], ids: Sequence[str]
+) -> None:
+    """Build these leads' rule states anew from their stored events: the rules changed since
+    the state was built, or a batch write-back stored scores without one."""
+    for lead_id in ids:
+        records[lead_id].state = compiled.new_state()
+    for part in chunks(ids):
+        query = select(events.c.lead_id, events.c.payload, events.c.ts).where(
+            events.c.lead_id.in_(part), events.c.type.in_(("track", "page", "screen"))
+        )
+        for lead_id, payload, ts in conn.execute(query):
+            compiled.apply(records[lead_id].state, stored_event(payload, ts))
 
 
 def lock_lead(conn: Connection, given: str, rule_count: int) -> StoredLead:

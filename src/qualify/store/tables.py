@@ -101,6 +101,9 @@ leads = Table(
     Column("rule_points", Json, nullable=False),
     Column("state", LargeBinary, nullable=False),
     Column("model_version_id", Integer, ForeignKey("model_versions.id")),
+    # the version `state` was built for; another (or none, after a batch write-back) means
+    # the live engine rebuilds the state from the lead's events before it is used
+    Column("state_version_id", Integer),
     Column("scored_at", Float),
     Column("created_at", Float, nullable=False),
     # routing: where the lead went (see `routings` for the history) and its SLA
