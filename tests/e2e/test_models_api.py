@@ -65,3 +65,25 @@ def test_upload_list_and_activate_a_model(service: Service) -> None:
             True,
         ]
         assert marketing.get("/api/jobs/12345").status_code == 404
+
+        # The same, rescored in bulk (DuckDB, or PostgreSQL in place) and written back: the
+        # lead's points still come with their events (its state is rebuilt when explained).
+        bulkier = worked.replace("points: 20", "points: 60").replace("version: 1", "version: 3")
+        version_id = marketing.post("/api/models", content=bulkier).json()["id"]
+        unknown = marketing.post(f"/api/models/{version_id}/activate?engine=spark")
+        assert unknown.status_code in (400, 422) and "code" in unknown.json()
+        bulk = "duckdb"
+        if service.db.startswith("postgresql"):
+            bulk = "postgres"  # the store's own events, in place
+        else:
+            refused = marketing.post(f"/api/models/{version_id}/activate?engine=postgres")
+            assert refused.status_code == 400 and refused.json()["code"] == "engine_unavailable"
+        started = marketing.post(f"/api/models/{version_id}/activate?engine={bulk}")
+        job = wait_for(marketing, started.json()["url"])
+        assert job["status"] == "done", job
+        assert job["done"] == job["total"] == job["result"]["leads"] >= 1
+        lead = marketing.get("/api/leads/m-lead").json()
+        assert lead["score"] == 120 and lead["mql"] is True
+        evidence = [e for c in lead["contributions"] for e in c["events"]]
+        assert len(evidence) == 2
+        assert all(e.get("name") == "Webinar Attended" for e in evidence), evidence

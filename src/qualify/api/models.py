@@ -6,10 +6,11 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from typing import Annotated, Any
+from importlib.util import find_spec
+from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
@@ -19,7 +20,7 @@ from qualify.api.problems import ApiProblem
 from qualify.api.responses import JsonResponse
 from qualify.model import load_model
 from qualify.service.queries import iso_times
-from qualify.service.rescore import activate_version
+from qualify.service.rescore import BulkEngine, activate_version
 from qualify.store.database import writing
 from qualify.store.jobs import create_job, finish_job, get_job, job_progress
 from qualify.store.keys import ApiKey
@@ -95,19 +96,46 @@ def versions(request: Request, _: Reader) -> dict[str, Any]:
     status_code=202,
     summary="Activate a version; every lead is rescored in the background (see the job)",
 )
-def activate(request: Request, version_id: int, key: Modeler) -> JsonResponse:
+def activate(
+    request: Request,
+    version_id: int,
+    key: Modeler,
+    rescore_with: Annotated[
+        Literal["live", "duckdb", "postgres"],
+        Query(
+            alias="engine",
+            description="What rescores the leads: the live engine, or a batch engine that "
+            "scores the store in bulk and writes the scores back (faster on a large store): "
+            "duckdb, or postgres (a PostgreSQL store, in place).",
+        ),
+    ] = "live",
+) -> JsonResponse:
     engine: Engine = request.app.state.engine
+    if rescore_with == "postgres" and engine.dialect.name != "postgresql":
+        raise ApiProblem(
+            400,
+            "engine_unavailable",
+            f"engine=postgres rescores a PostgreSQL store in place; this store is "
+            f"{engine.dialect.name}: use engine=duckdb",
+        )
+    if rescore_with != "live" and find_spec("ibis") is None:  # pragma: no cover - test extras
+        raise ApiProblem(
+            400, "engine_unavailable", "batch engines need the `batch` extra: qualify[batch]"
+        )
     with engine.connect() as conn:
         if not any(v.id == version_id for v in list_versions(conn)):
             raise ApiProblem(404, "model_not_found", f"no model version #{version_id}")
     with writing(engine) as conn:
         job_id = create_job(conn, "activate", f"{key.role}:{key.name}", time.time())
-    threading.Thread(target=_run_activation, args=(engine, job_id, version_id), daemon=True).start()
+    bulk = None if rescore_with == "live" else BulkEngine(rescore_with)
+    threading.Thread(
+        target=_run_activation, args=(engine, job_id, version_id, bulk), daemon=True
+    ).start()
     body = {"job": job_id, "status": "running", "url": f"/api/jobs/{job_id}"}
     return JsonResponse(body, status_code=202)
 
 
-def _run_activation(engine: Engine, job_id: int, version_id: int) -> None:
+def _run_activation(engine: Engine, job_id: int, version_id: int, bulk: BulkEngine | None) -> None:
     counts = {"done": 0, "total": 0}
 
     def total(n: int) -> None:
@@ -121,7 +149,7 @@ def _run_activation(engine: Engine, job_id: int, version_id: int) -> None:
             job_progress(conn, job_id, counts["done"], counts["total"])
 
     try:
-        report = activate_version(engine, version_id, on_total=total, progress=step)
+        report = activate_version(engine, version_id, on_total=total, progress=step, bulk=bulk)
     except Exception as exc:
         with engine.begin() as conn:
             finish_job(conn, job_id, time.time(), error=f"{type(exc).__name__}: {exc}")

@@ -64,11 +64,7 @@ def activate_model(
     with writing(engine) as conn:
         version_id = save_version(conn, model, created_by, now)
         set_active(conn, version_id, now)
-    if bulk is not None:
-        return rescore_in_bulk(
-            engine, bulk, remodel=True, now=now, on_total=on_total, progress=progress
-        )
-    return rescore_all(engine, rebuild=True, now=now, on_total=on_total, progress=progress)
+    return _rescore(engine, now, bulk, on_total, progress)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,13 +118,29 @@ def activate_version(
     clock: Callable[[], float] = time.time,
     on_total: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    bulk: BulkEngine | None = None,
 ) -> RescoreReport:
-    """Make a stored version active, and rescore every lead with it."""
+    """Make a stored version active, and rescore every lead with it (as `activate_model`)."""
     now = clock()
     with writing(engine) as conn:
         if not any(v.id == version_id for v in list_versions(conn)):
             raise QualifyError(f"no model version #{version_id}: see `GET /api/models`")
         set_active(conn, version_id, now)
+    return _rescore(engine, now, bulk, on_total, progress)
+
+
+def _rescore(
+    engine: Engine,
+    now: float,
+    bulk: BulkEngine | None,
+    on_total: Callable[[int], None] | None,
+    progress: Callable[[int], None] | None,
+) -> RescoreReport:
+    """Every lead rescored after an activation: live, or in bulk."""
+    if bulk is not None:
+        return rescore_in_bulk(
+            engine, bulk, remodel=True, now=now, on_total=on_total, progress=progress
+        )
     return rescore_all(engine, rebuild=True, now=now, on_total=on_total, progress=progress)
 
 
