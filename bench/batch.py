@@ -6,7 +6,9 @@ Runs alternate (plan, hand-written, live) so that a noisy machine slows all thre
 The input pass (decoding, identity, profiles: Python) is timed apart from the plan; the
 plan and the hand-written query read the same DuckDB tables.
 
-    python bench/batch.py [--events 1000000] [--runs 3]
+    python bench/batch.py [--events 1000000] [--runs 3] [--leads N]
+
+The issue's size: `--events 10000000 --leads 1000000`.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ FROM scored
 
 def main() -> None:
     args = arguments()
-    path, count = events_file(args.events)
+    path, count = events_file(args.events, leads=args.leads)
     model_file = model_path()
     model = load_model(model_file.read_text())
 

@@ -27,24 +27,39 @@ def model_path() -> Path:
     return path
 
 
-def events_file(target: int = 1_000_000, seed: int = 1) -> tuple[Path, int]:
-    """A JSON Lines file of about `target` demo messages over 90 days, in time order."""
+def events_file(
+    target: int = 1_000_000, seed: int = 1, leads: int | None = None
+) -> tuple[Path, int]:
+    """A JSON Lines file of about `target` demo messages over 90 days, in time order.
+
+    `leads` spreads them over that many leads (fewer messages a lead than the demo's ~33);
+    such a file is written lead by lead, each lead's messages in time order, rather than
+    sorted as a whole (ten million messages do not fit in memory as objects to sort). No
+    two leads share an id, so the order between leads changes no score.
+    """
     OUT.mkdir(exist_ok=True)
-    path = OUT / f"events-{target}.jsonl"
+    path = OUT / (f"events-{target}.jsonl" if leads is None else f"events-{target}-{leads}.jsonl")
     if path.exists():
         with path.open("rb") as f:
             return path, sum(1 for _ in f)
-    leads = max(1, target // 33)  # the demo averages ~33 messages a lead
-    messages = sorted(
-        generate(
-            DemoSpec(leads=leads, accounts=max(1, leads // 6)), rng=random.Random(seed), now=NOW
-        ),
-        key=lambda e: (e.timestamp, e.message_id),
-    )
+    rng = random.Random(seed)
+    if leads is None:
+        leads = max(1, target // 33)  # the demo averages ~33 messages a lead
+        spec = DemoSpec(leads=leads, accounts=max(1, leads // 6))
+        messages = sorted(
+            generate(spec, rng=rng, now=NOW), key=lambda e: (e.timestamp, e.message_id)
+        )
+    else:  # the demo's 60 events_per_lead give ~33 messages a lead
+        spec = DemoSpec(
+            leads=leads, accounts=max(1, leads // 6), events_per_lead=60 * target / leads / 33
+        )
+        messages = generate(spec, rng=rng, now=NOW)  # type: ignore[assignment]
+    count = 0
     with path.open("wb") as f:
         for event in messages:
             f.write(orjson.dumps(event.to_segment()) + b"\n")
-    return path, len(messages)
+            count += 1
+    return path, count
 
 
 def arguments() -> argparse.Namespace:
@@ -52,6 +67,9 @@ def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--leads", type=int, default=None, help="spread the messages over this many leads"
+    )
     return parser.parse_args()
 
 

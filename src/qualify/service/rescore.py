@@ -216,7 +216,7 @@ def _rescore_batch(
         i for i, s in stored.items() if rebuild or s.status.model_version_id != version_id
     }
     book = _book(conn, compiled, stored)
-    _score_live(conn, compiled, version_id, book, stored, remodelled, now)
+    _rebuild_stale(conn, compiled, version_id, book, stored, remodelled)
     results = {
         i: score_state(compiled, book.profile(s.record, now), s.record.state, now)
         for i, s in stored.items()
@@ -236,14 +236,13 @@ def _book(
     return book
 
 
-def _score_live(
+def _rebuild_stale(
     conn: Connection,
     compiled: CompiledModel,
     version_id: int,
     book: LeadBook,
     stored: dict[str, repo.StoredLead],
     remodelled: set[str],
-    now: float,
 ) -> None:
     """Rebuild the rule state of the leads whose stored one does not fit the rules."""
     stale = [
@@ -373,9 +372,8 @@ def write_back(
                 )
             }
             book = _book(conn, compiled, stored)
-            _score_live(
-                conn, compiled, version_id, book, {i: stored[i] for i in live}, remodelled, now
-            )
+            only_live = {i: stored[i] for i in live}
+            _rebuild_stale(conn, compiled, version_id, book, only_live, remodelled)
             results = {
                 i: (
                     score_state(compiled, book.profile(s.record, now), s.record.state, now)
