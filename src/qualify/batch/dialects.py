@@ -23,7 +23,14 @@ import ibis.expr.types as ir
 
 from qualify.errors import QualifyError
 
-__all__ = ["DIALECTS", "Dialect", "DuckDBDialect", "PostgresDialect", "SparkDialect"]
+__all__ = [
+    "DIALECTS",
+    "Dialect",
+    "DuckDBDialect",
+    "PostgresDialect",
+    "SparkDialect",
+    "pg_rule_properties",
+]
 
 JSON = dt.JSON()
 JSONB = dt.JSON(binary=True)
@@ -322,6 +329,30 @@ def _jsonb_get(doc: Any, key: str) -> Any: ...  # type: ignore[empty-body]
 
 @ibis.udf.scalar.builtin(name="jsonb_extract_path_text", signature=((JSONB, dt.string), dt.string))
 def _jsonb_get_text(doc: Any, key: str) -> Any: ...  # type: ignore[empty-body]
+
+
+@ibis.udf.scalar.builtin(name="jsonb_build_object", signature=((dt.string, dt.string), JSONB))
+def _jsonb_pair(key: str, value: Any) -> Any: ...  # type: ignore[empty-body]
+
+
+@ibis.udf.scalar.builtin(name="jsonb_concat", signature=((JSONB, JSONB), JSONB))
+def _jsonb_concat(left: Any, right: Any) -> Any: ...  # type: ignore[empty-body]
+
+
+def pg_rule_properties(payload: ir.Value, kind: ir.StringValue) -> ir.Value:
+    """The properties rules see in a stored message (PostgreSQL, in place). A page or screen
+    view's `name` is one of them unless the properties carry their own, as when the live
+    engine decodes the message; a message stored as it came has it only at the top."""
+    doc = payload if payload.type().is_json() and payload.type().binary else payload.cast(JSONB)
+    properties = _jsonb_get(doc, "properties")
+    name = _jsonb_get_text(doc, "name")
+    named = kind.isin(("page", "screen")) & name.notnull() & (name != "")
+    pair = _jsonb_pair("name", name)
+    return ibis.cases(
+        (named & properties.isnull(), pair),
+        (named, _jsonb_concat(pair, properties)),  # the right side wins a shared key
+        else_=properties,
+    )
 
 
 def _pg_get(doc: Any, parts: list[str]) -> tuple[Any, ir.StringValue]:

@@ -117,6 +117,8 @@ class PostgresBackend(Backend):
         """The store's `events` table, in place, as the plan's events relation: the name
         rules match (a track's event casefolded — for ASCII names `lower()` is that; other
         names flag their lead for the live engine), the properties inside the payload."""
+        from qualify.batch.dialects import pg_rule_properties
+
         ibis = _ibis()
         dialect = self.dialect
         events = self.connection.table("events")
@@ -127,7 +129,7 @@ class PostgresBackend(Backend):
             message_id=events.message_id.cast("string"),
             name=ibis.ifelse(track, dialect.strip(events.name).lower(), events.type).cast("string"),
             ts=events.ts.cast("float64"),
-            properties=events.payload["properties"],
+            properties=pg_rule_properties(events.payload, events.type),
             rare=track & ~dialect.is_ascii(events.name),
         )
 
