@@ -124,7 +124,7 @@ def store_events(
     columns: list[list[Any]] = [[], [], [], [], []]
     leads_of, message_ids, names, times, properties = columns
     # The stored `name` is the event as sent (any case): rules match the casefolded name.
-    query = select(events.c.lead_id, events.c.payload, events.c.ts).where(
+    query = select(events.c.lead_id, repo.payload_text(conn), events.c.ts).where(
         events.c.type.in_(("track", "page", "screen"))
     )
     parts = [None] if lead_ids is None else list(repo.chunks(list(lead_ids)))

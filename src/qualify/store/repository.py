@@ -14,9 +14,22 @@ from typing import Any
 
 import msgspec
 import orjson
-from sqlalchemy import JSON, Connection, Table, bindparam, delete, insert, select, update
+from sqlalchemy import (
+    JSON,
+    ColumnElement,
+    Connection,
+    Table,
+    Text,
+    bindparam,
+    cast,
+    delete,
+    insert,
+    select,
+    type_coerce,
+    update,
+)
 
-from qualify.core.activity import ActivityEvent, decode_message
+from qualify.core.activity import ActivityEvent, decode_line, decode_message
 from qualify.core.leadbook import Account, LeadRecord, Traits
 from qualify.core.lifecycle import Stage, StageChanged
 from qualify.core.scoring import CompiledModel
@@ -388,10 +401,21 @@ def transition_row(change: StageChanged, model_version_id: int | None) -> dict[s
     }
 
 
-def stored_event(payload: dict[str, Any], ts: float) -> ActivityEvent:
-    """A stored message back as an event, at its stored time (a message sent without a
-    timestamp took the time it was received)."""
-    event = decode_message(payload, received_at=ts)
+def payload_text(conn: Connection) -> ColumnElement[str]:
+    """The stored messages' column as JSON text, which `stored_event` decodes in one step
+    (msgspec, as ingestion does) rather than through a dict the driver builds first."""
+    if conn.dialect.name == "postgresql":
+        return cast(events.c.payload, Text)
+    return type_coerce(events.c.payload, Text)  # SQLite keeps the text itself
+
+
+def stored_event(payload: dict[str, Any] | str, ts: float) -> ActivityEvent:
+    """A stored message (JSON text from `payload_text`, or decoded) back as an event, at its
+    stored time (a message sent without a timestamp took the time it was received)."""
+    if isinstance(payload, str):
+        event = decode_line(payload, received_at=ts)
+    else:
+        event = decode_message(payload, received_at=ts)
     if event.timestamp != ts:  # the payload's text time is rounded to milliseconds
         event = msgspec.structs.replace(event, timestamp=ts)
     return event
@@ -405,7 +429,7 @@ def rebuild_states(
     for lead_id in ids:
         records[lead_id].state = compiled.new_state()
     for part in chunks(ids):
-        query = select(events.c.lead_id, events.c.payload, events.c.ts).where(
+        query = select(events.c.lead_id, payload_text(conn), events.c.ts).where(
             events.c.lead_id.in_(part), events.c.type.in_(("track", "page", "screen"))
         )
         for lead_id, payload, ts in conn.execute(query):
