@@ -112,6 +112,10 @@ class PostgresBackend(Backend):
             password=parsed.password,
             database=parsed.database,
         )
+        # Rules filter events on JSON values, whose selectivity the planner cannot know: it
+        # estimates one row for such a relation and joins a window rule's hits to themselves
+        # by nested loops. Measured on 1.26 million stored messages: 487 s → 12.5 s without.
+        self.connection.raw_sql("SET enable_nestloop = off").close()
 
     def store_events(self) -> ir.Table:
         """The store's `events` table, in place, as the plan's events relation: the name
