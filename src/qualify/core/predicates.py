@@ -172,14 +172,24 @@ def _compare(node: Compare) -> Test:
             "ends_with": str.endswith,
         }[op]
 
+        known: dict[str, bool] = {}  # by value: page paths and the like repeat endlessly
+
         def holds_text(data: Mapping[str, Any]) -> bool:
             value = data.get(key)
             if type(value) is str and value:
-                return method(value.casefold(), text)
+                found = known.get(value)
+                if found is None:
+                    found = method(value.casefold(), text)
+                    if len(known) < _KNOWN_TEXTS:
+                        known[value] = found
+                return found
             return check(value)
 
         return holds_text
     return lambda data: check(data.get(key))
+
+
+_KNOWN_TEXTS = 4096  # results remembered per `contains`/`starts_with`/`ends_with` test
 
 
 def compile_predicate(predicate: Predicate | None) -> Test:
