@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import OUT, events_file, machine, model_path
+from common import OUT, events_file, machine, model_path, run
 from qualify.service.demo import demo_model_text
 
 
@@ -41,30 +41,33 @@ def base_store(events: Path, count: int) -> Path:
     base = OUT / f"activate-{count}.db"
     if not base.exists():
         partial = OUT / "activate-partial.db"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{partial}{suffix}").unlink(missing_ok=True)
-        url = f"sqlite:///{partial}"
-        run(["model", "activate", str(model_path()), "--db", url])
-        run(["ingest", str(events), "--db", url])
+        url = fresh(partial)
+        qualify(["model", "activate", str(model_path()), "--db", url])
+        qualify(["ingest", str(events), "--db", url])
         with sqlite3.connect(partial) as conn:  # one file to copy
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         partial.rename(base)
-        for suffix in ("-wal", "-shm"):
-            Path(f"{partial}{suffix}").unlink(missing_ok=True)
+        fresh(partial)  # its -wal and -shm
     return base
 
 
-def run(args: list[str]) -> None:
-    subprocess.run([sys.executable, "-m", "qualify", *args], check=True, stdout=subprocess.DEVNULL)
+def fresh(db: Path) -> str:
+    """No store at `db` (nor its WAL files); its URL."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    return f"sqlite:///{db}"
+
+
+def qualify(args: list[str]) -> None:
+    run([sys.executable, "-m", "qualify", *args], stdout=subprocess.DEVNULL)
 
 
 def activate(base: Path, model: Path, engine: str) -> float:
     work = OUT / "activate-work.db"
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{work}{suffix}").unlink(missing_ok=True)
+    url = fresh(work)
     shutil.copyfile(base, work)
     start = time.perf_counter()
-    run(["model", "activate", str(model), "--db", f"sqlite:///{work}", "--engine", engine])
+    qualify(["model", "activate", str(model), "--db", url, "--engine", engine])
     return time.perf_counter() - start
 
 

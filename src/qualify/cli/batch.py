@@ -128,12 +128,11 @@ def batch(
         run = BatchRun.of_inputs(scoring_model, backend, inputs, moment)
     else:
         store = engine_for(db)
-        if write_back:
-            _check_active(store, scoring_model)
+        version_id = _active_version_of(store, scoring_model) if write_back else None
         with bulk():
             run = run_store(scoring_model, backend, store, moment)
-            if write_back:
-                _write_back(store, run, moment)
+            if version_id is not None:
+                _write_back(store, run, version_id, moment)
                 if out is None and not as_json:
                     return
     if events is not None:
@@ -190,28 +189,28 @@ def _file_inputs(
             return from_messages(model, read_jsonl(lines(), problems), moment)
 
 
-def _check_active(store: Any, model: ScoringModel) -> None:
-    """Write-back stores scores under the active model: MODEL must be that model."""
+def _active_version_of(store: Any, model: ScoringModel) -> int:
+    """The stored version the scores are written under: write-back stores scores of the
+    active model, so MODEL must be that model. Read once, before scoring: were another
+    model activated meanwhile, the leads would be rescored by it as they are touched."""
     from qualify.errors import QualifyError
     from qualify.store.versions import active_version
 
     with store.connect() as conn:
-        _, active = active_version(conn)
+        version_id, active = active_version(conn)
     if active.checksum != model.checksum:
         raise QualifyError(
             f"--write-back stores scores of the store's active model (`{active.name}` version "
             f"{active.version}), and this file is another model: to make it active and "
             "rescore in bulk, run `qualify model activate MODEL --engine duckdb`"
         )
+    return version_id
 
 
-def _write_back(store: Any, run: Any, moment: float) -> None:
+def _write_back(store: Any, run: Any, version_id: int, moment: float) -> None:
     from qualify.core.scoring import CompiledModel
     from qualify.service.rescore import write_back
-    from qualify.store.versions import active_version
 
-    with store.connect() as conn:
-        version_id, _ = active_version(conn)
     scores = run.table()
     with progress_bar() as progress:
         task = progress.add_task("writing back", total=None)

@@ -4,7 +4,7 @@
 import dataclasses
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +21,11 @@ from qualify.cli.shared import (
 from qualify.errors import ModelError, QualifyError
 from qualify.model import json_schema
 
+if TYPE_CHECKING:  # the commands import the service lazily: `qualify check` starts fast
+    from sqlalchemy import Engine
+
+    from qualify.service.rescore import BulkEngine
+
 
 class RescoreEngine(StrEnum):
     live = "live"
@@ -29,7 +34,7 @@ class RescoreEngine(StrEnum):
     spark = "spark"
 
 
-def check_bulk_engine(bulk: Any, engine: Any) -> None:
+def check_bulk_engine(bulk: "BulkEngine", engine: "Engine") -> None:
     """Refuse a batch engine that cannot read this store, before anything changes."""
     from importlib.util import find_spec
 

@@ -121,7 +121,10 @@ def qualify_now(
     lead's wait, negative points lapsing since the last score)."""
     if status.stage not in (Stage.LEAD, Stage.NURTURE) or not result.mql:
         return None
-    assert status.stage is Stage.LEAD or status.recycled_at is None, "search its history"
+    assert status.stage is Stage.LEAD or status.recycled_at is None, (
+        f"lead {lead_id} was recycled: when it qualifies again is found in its history, "
+        "so the live engine must score it (qualify_if_due)"
+    )
     return _qualify_at(compiled, lead_id, status, now, result, compiled.model.version)
 
 
