@@ -58,9 +58,10 @@ class Traits:
 
     def known(self, as_of: float | None) -> dict[str, Any]:
         """The traits known at a moment (all of them when `as_of` is None)."""
-        if as_of is None:
-            return dict(self.values)
-        return {k: v for k, v in self.values.items() if self.since[k] <= as_of}
+        since = self.since
+        if as_of is None or not since or max(since.values()) <= as_of:
+            return dict(self.values)  # the usual case (scoring now): a copy in C
+        return {k: v for k, v in self.values.items() if since[k] <= as_of}
 
     def to_json(self) -> dict[str, list[Any]]:
         return {k: [*self.stamps[k], self.since[k]] for k in self.stamps}

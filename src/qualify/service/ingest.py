@@ -29,7 +29,7 @@ from qualify.core.scoring import (
 )
 from qualify.service.progress import Ledger, apply_score, qualify_record
 from qualify.service.routing import Routing, routing_input
-from qualify.service.webhooks import Outbox, emit_lead_changes
+from qualify.service.webhooks import Outbox, active_subscriptions, emit_lead_changes
 from qualify.store import repository as repo
 from qualify.store.database import GENERATION, writing
 from qualify.store.tables import events, ledger, transitions
@@ -78,16 +78,23 @@ class Ingestor:
         self.batch_size = batch_size
         self.step_size = step_size
         self.warm: _Warm | None = None
+        self.committed: int | None = None  # the write generation of our last commit
+        self.subscriptions: list[dict[str, Any]] = []
         with engine.connect() as conn:
             self.version_id, model = active_version(conn)
         self.compiled = CompiledModel(model)
 
-    def sync_model(self, conn: Connection) -> None:
-        """Score with the model active now: another process may have activated a new one
-        (the caller holds the write lock, so it cannot change until the commit)."""
+    def sync(self, conn: Connection, generation: int | None) -> None:
+        """Score with the model active now and queue for the webhooks subscribed now:
+        another process may have changed either (the caller holds the write lock, so
+        neither changes until the commit). When no one wrote since our last commit, both
+        are as they were, and a single message's transaction skips two queries."""
+        if generation is not None and self.committed == generation - 1:
+            return
         if active_version_id(conn) != self.version_id:
             self.version_id, model = active_version(conn)
             self.compiled = CompiledModel(model)
+        self.subscriptions = active_subscriptions(conn)
 
     def ingest(
         self,
@@ -146,6 +153,7 @@ class Ingestor:
         existing = (work.existing_leads - book.removed) | set(work.earliest)
         book.removed.clear()
         work.graph.loaded |= work.saved_keys
+        self.committed = work.generation
         if work.generation is None or len(book.leads) > WARM_LIMIT:
             return
         self.warm = _Warm(
@@ -157,6 +165,7 @@ class Ingestor:
             existing_accounts=work.existing_accounts | work.groups,
             looked_up=work.looked_up,
             accounts_looked_up=work.accounts_looked_up,
+            saved=work.saved,
         )
 
 
@@ -174,6 +183,7 @@ class _Warm:
     existing_accounts: set[str]
     looked_up: set[tuple[str, str]]
     accounts_looked_up: set[str]
+    saved: dict[str, repo.SavedLead]
 
 
 class _BatchWork:
@@ -182,12 +192,12 @@ class _BatchWork:
     lead once as of the batch's clock and writes leads, accounts, identities and stages."""
 
     def __init__(self, ingestor: Ingestor, conn: Connection, now: float) -> None:
-        ingestor.sync_model(conn)
+        self.generation: int | None = conn.info.get(GENERATION)
+        ingestor.sync(conn, self.generation)
         self.compiled = ingestor.compiled
         self.version_id = ingestor.version_id
         self.conn = conn
         self.now = now
-        self.generation: int | None = conn.info.get(GENERATION)
         self.ledger = Ledger(ingestor.version_id, now)
         self.report = IngestReport()
         warm = ingestor._take_warm(self.generation)
@@ -198,6 +208,7 @@ class _BatchWork:
                 warm.existing_accounts,
             )
             self.looked_up, self.accounts_looked_up = warm.looked_up, warm.accounts_looked_up
+            self.saved = warm.saved
         else:
             self.book = LeadBook(self.compiled, IdentityGraph())
             self.statuses = {}
@@ -205,6 +216,7 @@ class _BatchWork:
             self.existing_accounts = set()
             self.looked_up = set()  # identity keys read (or missed)
             self.accounts_looked_up = set()
+            self.saved: dict[str, repo.SavedLead] = {}  # the stored columns of leads read
         self.graph = self.book.graph
         self.saved_keys: set[tuple[str, str]] = set()
         self.txn_keys: set[tuple[str, str]] = (
@@ -218,7 +230,7 @@ class _BatchWork:
         self.fit_rules = {rule.name for rule in self.compiled.model.fit}
         self.values = ValuesAt(self.compiled, now)
         self.routing: Routing | None = None
-        self.outbox = Outbox.start(conn)
+        self.outbox = Outbox(ingestor.subscriptions)
 
     def step(self, messages: list[ActivityEvent]) -> None:
         self.report.received += len(messages)
@@ -258,6 +270,7 @@ class _BatchWork:
             book.leads[lead_id] = lead.record
             self.statuses[lead_id] = lead.status
             self.existing_leads.add(lead_id)
+            self.saved[lead_id] = repo.saved_lead(lead)
         account_ids = {e.group_id for e in fresh if e.group_id is not None}
         account_ids |= {s.record.account_id for s in stored.values() if s.record.account_id}
         account_ids -= self.accounts_looked_up
@@ -372,7 +385,7 @@ class _BatchWork:
         self.saved_keys = {(kind, value) for kind, value, _ in rows}
         repo.save_identities(conn, rows)
         touched = [repo.StoredLead(self.book.leads[i], self.statuses[i]) for i in self.earliest]
-        repo.save_leads(conn, touched, self.existing_leads - self.book.removed)
+        repo.save_leads(conn, touched, self.existing_leads - self.book.removed, self.saved)
         dirty = [self.book.accounts[a] for a in self.groups]
         repo.save_accounts(conn, dirty, self.existing_accounts, self.now)
         owners = _final_owners(self.merges) if self.merges else None

@@ -137,7 +137,7 @@ def add_subscription(
         "created_at": clock(),
         "created_by": created_by,
     }
-    with writing(engine, leads=False) as conn:
+    with writing(engine) as conn:  # bumps the generation: ingestion reads subscriptions again
         found = conn.execute(webhook_subscriptions.insert().values(values))
         (new_id,) = found.inserted_primary_key or (None,)
     return {"id": new_id, **values}
@@ -164,7 +164,7 @@ def list_subscriptions(engine: Engine) -> list[dict[str, Any]]:
 def remove_subscription(engine: Engine, sub_id: int) -> None:
     """Stop a subscription: nothing more is queued or sent for it (its pending deliveries
     are cancelled)."""
-    with writing(engine, leads=False) as conn:
+    with writing(engine) as conn:  # bumps the generation: ingestion reads subscriptions again
         done = conn.execute(
             update(webhook_subscriptions)
             .where(webhook_subscriptions.c.id == sub_id, webhook_subscriptions.c.active)
@@ -221,6 +221,17 @@ def replay(
 STATES = ("pending", "delivered", "dead", "cancelled")
 
 
+def active_subscriptions(conn: Connection) -> list[dict[str, Any]]:
+    """What an outbox needs of each active subscription. Adding or removing one bumps the
+    store's write generation, so ingestion may keep this list while no one else writes."""
+    query = select(
+        webhook_subscriptions.c.id,
+        webhook_subscriptions.c.events,
+        webhook_subscriptions.c.min_score_change,
+    ).where(webhook_subscriptions.c.active)
+    return [dict(r._mapping) for r in conn.execute(query)]
+
+
 @dataclass(slots=True)
 class Outbox:
     """Webhook rows for the changes of one transaction, written with them."""
@@ -230,12 +241,7 @@ class Outbox:
 
     @classmethod
     def start(cls, conn: Connection) -> Outbox:
-        query = select(
-            webhook_subscriptions.c.id,
-            webhook_subscriptions.c.events,
-            webhook_subscriptions.c.min_score_change,
-        ).where(webhook_subscriptions.c.active)
-        return cls([dict(r._mapping) for r in conn.execute(query)])
+        return cls(active_subscriptions(conn))
 
     def wants(self, event_type: str) -> bool:
         return any(event_type in s["events"] for s in self.subscriptions)

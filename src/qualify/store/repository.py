@@ -142,9 +142,38 @@ def lead_from_row(row: Any, rule_count: int, *, lenient: bool = False) -> Stored
 
 
 def lead_values(stored: StoredLead) -> dict[str, Any]:
+    """Every column of a lead's row."""
+    return {
+        "id": stored.record.lead_id,
+        **_score_values(stored),
+        **_profile_values(stored),
+        **_lifecycle_values(stored),
+    }
+
+
+def _score_values(stored: StoredLead) -> dict[str, Any]:
+    """The columns most messages change: the score and the rule state behind it."""
     r, s = stored.record, stored.status
     return {
-        "id": r.lead_id,
+        "first_seen": r.first_seen,
+        "last_seen": r.last_seen,
+        "fit": s.fit,
+        "engagement": s.engagement,
+        "score": s.score,
+        "mql": s.mql,
+        "pql": s.pql,
+        "grade": s.grade,
+        "rule_points": s.rule_points,
+        "state": r.state.to_json(),
+        "model_version_id": s.model_version_id,
+        "state_version_id": s.state_version_id,
+        "scored_at": s.scored_at,
+    }
+
+
+def _profile_values(stored: StoredLead) -> dict[str, Any]:
+    r = stored.record
+    return {
         "account_id": r.account_id,
         "account_stamp": list(r.account_stamp) if r.account_stamp else None,
         "traits": r.traits.values,
@@ -152,25 +181,18 @@ def lead_values(stored: StoredLead) -> dict[str, Any]:
         "source": r.source,
         "campaign": r.campaign,
         "source_stamp": list(r.source_stamp) if r.source_stamp else None,
-        "first_seen": r.first_seen,
-        "last_seen": r.last_seen,
+    }
+
+
+def _lifecycle_values(stored: StoredLead) -> dict[str, Any]:
+    s = stored.status
+    return {
         "stage": str(s.stage),
         "stage_at": s.stage_at,
         "recycled_at": s.recycled_at,
         "qualified_at": s.qualified_at,
-        "fit": s.fit,
-        "engagement": s.engagement,
-        "score": s.score,
-        "mql": s.mql,
-        "pql": s.pql,
-        "tier": s.tier,
-        "grade": s.grade,
-        "rule_points": s.rule_points,
-        "state": r.state.to_json(),
-        "model_version_id": s.model_version_id,
-        "state_version_id": s.state_version_id,
-        "scored_at": s.scored_at,
         "created_at": s.created_at,
+        "tier": s.tier,
         **routing_values(s),
     }
 
@@ -206,11 +228,85 @@ def load_leads(
     return found
 
 
-def save_leads(conn: Connection, stored: Sequence[StoredLead], existing: set[str]) -> None:
-    """Insert new leads and update existing ones."""
-    rows = [lead_values(s) for s in stored]
-    insert_rows(conn, leads, [r for r in rows if r["id"] not in existing])
-    update_rows(conn, leads, "id", [{**r, MATCH: r["id"]} for r in rows if r["id"] in existing])
+def save_leads(
+    conn: Connection,
+    stored: Sequence[StoredLead],
+    existing: set[str],
+    saved: dict[str, SavedLead] | None = None,
+) -> None:
+    """Insert new leads and update existing ones.
+
+    With `saved` (what the store holds of each lead's profile and lifecycle columns, kept
+    by the caller since it read or last wrote them) an update sets those columns only when
+    they changed: most messages move a score and nothing else, and each column set costs
+    its serialising and its index entries. `saved` is brought up to date."""
+    inserts = []
+    shapes: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+    for lead in stored:
+        lead_id = lead.record.lead_id
+        before = after = None
+        if saved is not None:
+            before, after = saved.get(lead_id), saved_lead(lead)
+            saved[lead_id] = after
+        if lead_id not in existing:
+            inserts.append(lead_values(lead))
+            continue
+        if before is None or after is None:
+            shape = (True, True)
+        else:
+            shape = (after.profile != before.profile, after.lifecycle != before.lifecycle)
+        row = _changed_values(lead, *shape)
+        row[MATCH] = lead_id
+        shapes.setdefault(shape, []).append(row)
+    insert_rows(conn, leads, inserts)
+    for rows in shapes.values():
+        update_rows(conn, leads, "id", rows)
+
+
+@dataclass(frozen=True, slots=True)
+class SavedLead:
+    """A lead's profile and lifecycle columns as the store holds them (compared, never
+    written: `lead_values` writes)."""
+
+    profile: tuple[Any, ...]
+    lifecycle: tuple[Any, ...]
+
+
+def saved_lead(stored: StoredLead) -> SavedLead:
+    r, s, t = stored.record, stored.status, stored.record.traits
+    # a trait's stamp changes whenever its value is set, so the stamps alone would do;
+    # the values are compared too, at the cost of one more dict copy
+    profile = (
+        dict(t.values),
+        dict(t.stamps),
+        dict(t.since),
+        r.account_id,
+        r.account_stamp,
+        r.source,
+        r.campaign,
+        r.source_stamp,
+    )
+    lifecycle = (
+        s.stage,
+        s.stage_at,
+        s.recycled_at,
+        s.qualified_at,
+        s.created_at,
+        s.tier,
+        *(getattr(s, name) for name in ROUTING_COLUMNS),
+    )
+    return SavedLead(profile, lifecycle)
+
+
+def _changed_values(stored: StoredLead, profile: bool, lifecycle: bool) -> dict[str, Any]:
+    """The columns of an existing lead to set: its score and rule state always, its
+    profile and lifecycle columns when they changed."""
+    row = _score_values(stored)
+    if profile:
+        row.update(_profile_values(stored))
+    if lifecycle:
+        row.update(_lifecycle_values(stored))
+    return row
 
 
 def load_accounts(conn: Connection, ids: Iterable[str]) -> dict[str, Account]:
