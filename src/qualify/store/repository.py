@@ -361,10 +361,7 @@ def load_identities(
 
 
 def save_identities(conn: Connection, rows: Sequence[tuple[str, str, str]]) -> None:
-    if rows:
-        conn.execute(
-            insert(identities), [{"kind": k, "value": v, "lead_id": lead} for k, v, lead in rows]
-        )
+    insert_rows(conn, identities, [{"kind": k, "value": v, "lead_id": lead} for k, v, lead in rows])
 
 
 def merge_leads(conn: Connection, merges: Sequence[tuple[str, str]]) -> None:
