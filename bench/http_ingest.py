@@ -15,9 +15,11 @@ row and its commit, one at a time.
 from __future__ import annotations
 
 import argparse
+import atexit
 import gc
 import itertools
 import os
+import shutil
 import sqlite3
 import statistics
 import sys
@@ -66,7 +68,9 @@ def row(line: bytes, now: float) -> tuple:
 
 
 def fresh_sqlite(name: str) -> str:
+    """A new SQLite file in its own folder, removed when the benchmark ends."""
     folder = Path(tempfile.mkdtemp(dir=OUT))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
     return f"sqlite:///{folder / name}"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import shutil
 import statistics
 import tempfile
 import time
@@ -63,6 +64,7 @@ def one_run(events: list[ActivityEvent], group: int) -> float:
     elapsed = time.perf_counter() - start
     checkpoints.stop()
     engine.dispose()
+    shutil.rmtree(folder)
     return elapsed
 
 
