@@ -48,6 +48,15 @@ class IdentityGraph:
                 self.members.setdefault(lead, set()).add(key)
                 self.loaded.add(key)
 
+    def forget(self, keys: set[tuple[str, str]]) -> None:
+        """Drop these keys (another process changed where they lead): looked up anew when
+        a message names them."""
+        for key in keys:
+            lead = self._table(key[0]).pop(key[1], None)
+            if lead is not None:
+                self.members.get(lead, set()).discard(key)
+        self.loaded -= keys
+
     def _table(self, kind: str) -> dict[str, str]:
         return self.users if kind == USER else self.anonymous
 

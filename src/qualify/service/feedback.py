@@ -50,7 +50,11 @@ def record_action(
         if model is not None:
             record_late_answer(conn, lead_id, status, now, version_id, outbox)
         repo.insert_rows(conn, transitions, [repo.transition_row(change, version_id)])
-        values: dict[str, Any] = {"stage": str(change.to_stage), "stage_at": now}
+        values: dict[str, Any] = {
+            "stage": str(change.to_stage),
+            "stage_at": now,
+            repo.WRITTEN: repo.written_generation(conn),
+        }
         if change.from_stage is Stage.MQL:  # answered: the SLA is over
             values["sla_due_at"] = None
         if change.to_stage is Stage.NURTURE:

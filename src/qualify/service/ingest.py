@@ -137,14 +137,15 @@ class Ingestor:
         self._keep(work)
         return report
 
-    def _take_warm(self, generation: int | None) -> _Warm | None:
-        """What the last transaction left in memory, if no one else wrote since: then the
-        leads, identities and accounts it holds are exactly what the store holds."""
+    def _take_warm(self, conn: Connection, generation: int | None) -> _Warm | None:
+        """What the last transaction left in memory, brought up to date: when another
+        process wrote since, the rows it wrote are forgotten (`_Warm.forget_written`), so
+        the leads, identities and accounts kept are exactly what the store holds."""
         warm, self.warm = self.warm, None
-        if warm is None or generation is None or warm.generation != generation - 1:
+        if warm is None or generation is None or warm.version_id != self.version_id:
             return None
-        if warm.version_id != self.version_id:
-            return None
+        if warm.generation != generation - 1:
+            warm.forget_written(conn)
         return warm
 
     def _keep(self, work: _BatchWork) -> None:
@@ -185,6 +186,28 @@ class _Warm:
     accounts_looked_up: set[str]
     saved: dict[str, repo.SavedLead]
 
+    def forget_written(self, conn: Connection) -> None:
+        """Another process wrote since our last commit (several server workers on one
+        store): forget the leads and identity keys it wrote and read anew the accounts it
+        wrote, rather than everything — each worker's commit would otherwise empty the
+        other's memory. A lead it merged away keeps its record here, but its keys were
+        repointed (written), so no message leads to it any more."""
+        written = repo.written_since(conn, self.generation)
+        book, graph = self.book, self.book.graph
+        keys = set(written.identities)
+        for lead_id in written.leads:
+            if book.leads.pop(lead_id, None) is not None:
+                # its keys are looked up again, so that a message naming them reads it anew
+                keys |= graph.members.get(lead_id, set())
+            self.statuses.pop(lead_id, None)
+            self.saved.pop(lead_id, None)
+        for account_id, account in written.accounts.items():
+            if account_id in self.accounts_looked_up:  # held here, or looked up and missed
+                book.accounts[account_id] = account
+                self.existing_accounts.add(account_id)
+        graph.forget(keys)
+        self.looked_up -= keys
+
 
 class _BatchWork:
     """One transaction. Each step loads what its messages need that is not loaded yet,
@@ -200,7 +223,7 @@ class _BatchWork:
         self.now = now
         self.ledger = Ledger(ingestor.version_id, now)
         self.report = IngestReport()
-        warm = ingestor._take_warm(self.generation)
+        warm = ingestor._take_warm(conn, self.generation)
         if warm is not None:
             self.book, self.statuses = warm.book, warm.statuses
             self.existing_leads, self.existing_accounts = (

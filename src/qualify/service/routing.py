@@ -101,7 +101,10 @@ def save_roster(conn: Connection, roster: Roster) -> None:
         conn.execute(
             accounts.update()
             .where(accounts.c.id == account_id)
-            .values(owner=roster.account_owners[account_id])
+            .values(
+                owner=roster.account_owners[account_id],
+                written_generation=repo.written_generation(conn),
+            )
         )
     roster.changed_seats.clear()
     roster.changed_owners.clear()

@@ -35,6 +35,7 @@ from qualify.core.lifecycle import Stage, StageChanged
 from qualify.core.scoring import CompiledModel
 from qualify.core.state import LeadState
 from qualify.errors import LeadNotFound
+from qualify.store.database import GENERATION
 from qualify.store.tables import (
     accounts,
     events,
@@ -214,7 +215,42 @@ def routing_values(status: LeadStatus) -> dict[str, Any]:
 
 def save_routing_columns(conn: Connection, lead_id: str, status: LeadStatus) -> None:
     """Write where a lead was routed and its SLA (routing outside ingestion)."""
-    conn.execute(leads.update().where(leads.c.id == lead_id).values(routing_values(status)))
+    values = {**routing_values(status), WRITTEN: written_generation(conn)}
+    conn.execute(leads.update().where(leads.c.id == lead_id).values(values))
+
+
+WRITTEN = "written_generation"
+
+
+def written_generation(conn: Connection) -> int | None:
+    """The generation a lead writer's transaction stamps on the lead and account rows it
+    writes, so that other processes holding those rows in memory know to read them again
+    (`written_since`). Every write of a lead or account row must set it."""
+    return conn.info.get(GENERATION)
+
+
+@dataclass(slots=True)
+class Written:
+    """What other processes wrote since a generation: the leads (ids only), the accounts
+    (read anew) and the identity keys."""
+
+    leads: set[str]
+    accounts: dict[str, Account]
+    identities: set[tuple[str, str]]
+
+
+def written_since(conn: Connection, generation: int) -> Written:
+    """The lead, account and identity rows written after `generation`: each table's index on
+    `written_generation` finds them."""
+    lead_ids = set(
+        conn.execute(select(leads.c.id).where(leads.c.written_generation > generation)).scalars()
+    )
+    query = select(accounts).where(accounts.c.written_generation > generation)
+    found = {account.account_id: account for account in map(_account, conn.execute(query))}
+    keys = select(identities.c.kind, identities.c.value).where(
+        identities.c.written_generation > generation
+    )
+    return Written(lead_ids, found, {(kind, value) for kind, value in conn.execute(keys)})
 
 
 def load_leads(
@@ -242,6 +278,7 @@ def save_leads(
     its serialising and its index entries. `saved` is brought up to date."""
     inserts = []
     shapes: dict[tuple[bool, bool], list[dict[str, Any]]] = {}
+    generation = written_generation(conn)
     for lead in stored:
         lead_id = lead.record.lead_id
         before = after = None
@@ -249,13 +286,16 @@ def save_leads(
             before, after = saved.get(lead_id), saved_lead(lead)
             saved[lead_id] = after
         if lead_id not in existing:
-            inserts.append(lead_values(lead))
+            row = lead_values(lead)
+            row[WRITTEN] = generation
+            inserts.append(row)
             continue
         if before is None or after is None:
             shape = (True, True)
         else:
             shape = (after.profile != before.profile, after.lifecycle != before.lifecycle)
         row = _changed_values(lead, *shape)
+        row[WRITTEN] = generation
         row[MATCH] = lead_id
         shapes.setdefault(shape, []).append(row)
     insert_rows(conn, leads, inserts)
@@ -313,20 +353,27 @@ def load_accounts(conn: Connection, ids: Iterable[str]) -> dict[str, Account]:
     found: dict[str, Account] = {}
     for part in chunks(sorted(set(ids))):
         for row in conn.execute(select(accounts).where(accounts.c.id.in_(part))):
-            m = row._mapping
-            found[m["id"]] = Account(m["id"], Traits.from_json(m["traits"], m["trait_stamps"]))
+            account = _account(row)
+            found[account.account_id] = account
     return found
+
+
+def _account(row: Any) -> Account:
+    m = row._mapping
+    return Account(m["id"], Traits.from_json(m["traits"], m["trait_stamps"]))
 
 
 def save_accounts(
     conn: Connection, items: Sequence[Account], existing: set[str], at: float
 ) -> None:
+    generation = written_generation(conn)
     rows = [
         {
             "id": a.account_id,
             "traits": a.traits.values,
             "trait_stamps": a.traits.to_json(),
             "updated_at": at,
+            WRITTEN: generation,
         }
         for a in items
     ]
@@ -361,7 +408,12 @@ def load_identities(
 
 
 def save_identities(conn: Connection, rows: Sequence[tuple[str, str, str]]) -> None:
-    insert_rows(conn, identities, [{"kind": k, "value": v, "lead_id": lead} for k, v, lead in rows])
+    generation = written_generation(conn)
+    insert_rows(
+        conn,
+        identities,
+        [{"kind": k, "value": v, "lead_id": lead, WRITTEN: generation} for k, v, lead in rows],
+    )
 
 
 def merge_leads(conn: Connection, merges: Sequence[tuple[str, str]]) -> None:
@@ -369,8 +421,9 @@ def merge_leads(conn: Connection, merges: Sequence[tuple[str, str]]) -> None:
     if not merges:
         return
     pairs = [{"lead_id": target, MATCH: source} for source, target in merges]
+    generation = written_generation(conn)
+    update_rows(conn, identities, "lead_id", [{**p, WRITTEN: generation} for p in pairs])
     for table in (
-        identities,
         events,
         ledger,
         transitions,

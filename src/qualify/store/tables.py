@@ -72,6 +72,8 @@ accounts = Table(
     Column("trait_stamps", Json, nullable=False),
     Column("updated_at", Float, nullable=False),
     Column("owner", String(200)),  # the member who owns the account (`account_owner: true`)
+    # the store's write generation when the row was last written (see `written_since`)
+    Column("written_generation", BigInteger, index=True),
 )
 
 leads = Table(
@@ -114,6 +116,8 @@ leads = Table(
     Column("routed_at", Float),
     Column("sla_due_at", Float, index=True),
     Column("sla_breached_at", Float),
+    # the store's write generation when the row was last written (see `written_since`)
+    Column("written_generation", BigInteger, index=True),
 )
 
 identities = Table(
@@ -122,6 +126,8 @@ identities = Table(
     Column("kind", String(10), primary_key=True),
     Column("value", String(200), primary_key=True),
     Column("lead_id", String(200), nullable=False, index=True),
+    # the store's write generation when the row was last written (see `written_since`)
+    Column("written_generation", BigInteger, index=True),
 )
 
 events = Table(
