@@ -7,18 +7,28 @@ server's checkpointing (a background thread).
 groups of one or two. This measures that transaction's cost alone, so a change to the writer
 can be compared run by run without the noise of the HTTP stack and its clients.
 
-    python bench/writer.py [--events 50000] [--group 800] [--runs 3]
+`--ingestors 2` has two ingestors take turns, as two server workers on one store do: each
+then finds that the other wrote since its own last commit, and must forget what the other
+wrote. `--postgres URL` runs on a new database on that server instead of SQLite. Besides the
+time, it prints the leads read from the store (what the ingestors did not hold in memory).
+
+    python bench/writer.py [--events 50000] [--group 800] [--runs 3] [--ingestors 1]
+                           [--postgres postgresql://postgres@127.0.0.1:5432/test]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import shutil
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -28,6 +38,7 @@ from qualify.model import load_model
 from qualify.service.ingest import Ingestor
 from qualify.service.rescore import activate_model
 from qualify.store import open_engine
+from qualify.store import repository as repo
 from qualify.store.database import Checkpointer
 
 
@@ -36,6 +47,8 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--group", type=int, default=800, help="messages per transaction")
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--ingestors", type=int, default=1, help="taking turns, as workers do")
+    parser.add_argument("--postgres", help="a PostgreSQL server URL: run there, not on SQLite")
     return parser.parse_args()
 
 
@@ -52,33 +65,70 @@ def messages(count: int) -> list[ActivityEvent]:
     return out
 
 
-def one_run(events: list[ActivityEvent], group: int) -> float:
+def one_run(events: list[ActivityEvent], args: argparse.Namespace) -> tuple[float, int]:
+    """Seconds for all transactions, and the leads the ingestors read from the store."""
     folder = Path(tempfile.mkdtemp(dir=OUT))
-    engine = open_engine(f"sqlite:///{folder / 'writer.db'}")
-    activate_model(engine, load_model(model_path().read_text(), "model.yaml"), clock=time.time)
-    checkpoints = Checkpointer(engine)
-    ingestor = Ingestor(engine)
-    start = time.perf_counter()
-    for i in range(0, len(events), group):
-        ingestor.ingest_batch(events[i : i + group])
-    elapsed = time.perf_counter() - start
-    checkpoints.stop()
-    engine.dispose()
+    with contextlib.ExitStack() as stack:
+        if args.postgres:
+            sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
+            from serving import fresh_database  # the test suite's: a new database, dropped after
+
+            url = stack.enter_context(
+                contextlib.contextmanager(fresh_database)("postgres", folder, args.postgres)
+            )
+        else:
+            url = f"sqlite:///{folder / 'writer.db'}"
+        engine = open_engine(url)
+        model = load_model(model_path().read_text(), "model.yaml")
+        activate_model(engine, model, clock=time.time)
+        checkpoints = Checkpointer(engine) if not args.postgres else None
+        ingestors = [Ingestor(engine) for _ in range(args.ingestors)]
+        read = _count_reads()
+        start = time.perf_counter()
+        for turn, i in enumerate(range(0, len(events), args.group)):
+            ingestors[turn % len(ingestors)].ingest_batch(events[i : i + args.group])
+        elapsed = time.perf_counter() - start
+        if checkpoints is not None:
+            checkpoints.stop()
+        engine.dispose()
     shutil.rmtree(folder)
-    return elapsed
+    return elapsed, read()
+
+
+def _count_reads() -> Callable[[], int]:
+    """Counts the leads `repo.load_leads` returns from now on (the bench's own wrapper)."""
+    original = repo.load_leads
+    count = [0]
+
+    def counting(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        found = original(*args, **kwargs)
+        count[0] += len(found)
+        return found
+
+    repo.load_leads = counting
+
+    def done() -> int:
+        repo.load_leads = original
+        return count[0]
+
+    return done
 
 
 def main() -> None:
     args = arguments()
     events = messages(args.events)
-    times = [one_run(events, args.group) for _ in range(args.runs)]
+    runs = [one_run(events, args) for _ in range(args.runs)]
+    times = [t for t, _ in runs]
     mine = statistics.median(times)
     transactions = -(-len(events) // args.group)
+    store = "PostgreSQL" if args.postgres else "SQLite"
     print(f"machine: {machine()}")
     print(
-        f"{len(events):,} messages in transactions of {args.group}: median {mine:.2f} s "
+        f"{store}, {args.ingestors} ingestor(s) taking turns: {len(events):,} messages in "
+        f"transactions of {args.group}: median {mine:.2f} s "
         f"({', '.join(f'{t:.2f}' for t in times)}) = {len(events) / mine:,.0f} events/s, "
-        f"{mine / transactions * 1000:.2f} ms a transaction"
+        f"{mine / transactions * 1000:.2f} ms a transaction; leads read from the store: "
+        f"{', '.join(f'{n:,}' for _, n in runs)}"
     )
 
 
