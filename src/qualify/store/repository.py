@@ -213,20 +213,20 @@ def routing_values(status: LeadStatus) -> dict[str, Any]:
     return {name: getattr(status, name) for name in ROUTING_COLUMNS}
 
 
-def save_routing_columns(conn: Connection, lead_id: str, status: LeadStatus) -> None:
-    """Write where a lead was routed and its SLA (routing outside ingestion)."""
-    values = {**routing_values(status), WRITTEN: written_generation(conn)}
-    conn.execute(leads.update().where(leads.c.id == lead_id).values(values))
-
-
 WRITTEN = "written_generation"
 
 
 def written_generation(conn: Connection) -> int | None:
-    """The generation a lead writer's transaction stamps on the lead and account rows it
-    writes, so that other processes holding those rows in memory know to read them again
-    (`written_since`). Every write of a lead or account row must set it."""
+    """The generation a lead writer's transaction stamps on the lead, account and identity
+    rows it writes, so that other processes holding those rows in memory know to read them
+    again (`written_since`). Every write of such a row must set it."""
     return conn.info.get(GENERATION)
+
+
+def save_routing_columns(conn: Connection, lead_id: str, status: LeadStatus) -> None:
+    """Write where a lead was routed and its SLA (routing outside ingestion)."""
+    values = {**routing_values(status), WRITTEN: written_generation(conn)}
+    conn.execute(leads.update().where(leads.c.id == lead_id).values(values))
 
 
 @dataclass(slots=True)
