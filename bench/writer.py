@@ -1,6 +1,6 @@
 """The HTTP service's writer without HTTP: the first N messages of the generated file through
-`Ingestor.ingest_batch`, `--group` messages a transaction, into a fresh SQLite store with the
-server's checkpointing (a background thread).
+`Ingestor.ingest_batch`, `--group` messages a transaction, into a fresh store: SQLite with the
+server's checkpointing (a background thread), or PostgreSQL with `--postgres`.
 
 `qualify serve` commits what its concurrent requests sent as one transaction (group commit):
 8 clients sending batches of 100 make groups of up to 800, and single `/v1/track` calls make
