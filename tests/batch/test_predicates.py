@@ -150,6 +150,10 @@ def test_batch_predicates_agree_with_the_live_engine(backend: Backend) -> None:
         (Compare("k", "not_in", ("a",)), {"k": ["A", "b"]}, False),
         (Compare("o.p", "equals", 12), {"o.p": None, "o": {"p": "12"}}, True),
         (Compare("k", "matches", r"\d"), {"k": 12}, True),
+        # a step into anything but an object finds nothing, a list's items included
+        (Compare("o.0", "equals", "12"), {"o": ["12"]}, False),
+        (Compare("o.0", "exists", True), {"o": [{"0": 1}]}, False),
+        (Compare("o.0", "equals", "12"), {"o": {"0": "12"}}, True),
     ],
 )
 def test_edge_cases_take_the_exact_path(

@@ -67,6 +67,10 @@ class Dialect:
         """(JSON text, type, text) of every key's value, by key."""
         raise NotImplementedError
 
+    def document(self, value: ir.Value) -> ir.Value:
+        """A JSON column (or its text) as the engine reads values out of it fastest."""
+        return value
+
     def is_ascii(self, text: ir.StringValue) -> ir.BooleanValue:
         return _strlen(text) == text.length()
 
@@ -151,12 +155,15 @@ class PostgresDialect(Dialect):
     # numeric's own limits: a longer text or a larger exponent is left to the live engine
     number_pattern = r"^[+-]?([0-9]{1,40}\.?[0-9]{0,40}|\.[0-9]{1,40})([eE][+-]?[0-9]{1,3})?$"
 
+    def document(self, value: ir.Value) -> ir.Value:
+        if value.type().is_json() and value.type().binary:
+            return value
+        return value.cast(JSONB)
+
     def extract(
         self, table: ir.Table, column: str, keys: list[str], prefix: str
     ) -> dict[str, tuple[ir.Value, ir.Value, ir.Value]]:
-        doc = table[column]
-        if not doc.type().is_json() or not doc.type().binary:
-            doc = doc.cast(JSONB)
+        doc = self.document(table[column])
         found: dict[str, tuple[ir.Value, ir.Value, ir.Value]] = {}
         for key in keys:
             parts = key_parts(key)
@@ -323,11 +330,14 @@ def _fsum(values: Any) -> Any: ...  # type: ignore[empty-body]
 def _jsonb_typeof(value: Any) -> Any: ...  # type: ignore[empty-body]
 
 
-@ibis.udf.scalar.builtin(name="jsonb_extract_path", signature=((JSONB, dt.string), JSONB))
+# The functions behind `->` and `->>` with a key: `jsonb_extract_path(doc, key)` gives the
+# same values but builds an array of its variadic path on every call, which took twice
+# the time of taking a value out of 1.2 million stored messages' properties.
+@ibis.udf.scalar.builtin(name="jsonb_object_field", signature=((JSONB, dt.string), JSONB))
 def _jsonb_get(doc: Any, key: str) -> Any: ...  # type: ignore[empty-body]
 
 
-@ibis.udf.scalar.builtin(name="jsonb_extract_path_text", signature=((JSONB, dt.string), dt.string))
+@ibis.udf.scalar.builtin(name="jsonb_object_field_text", signature=((JSONB, dt.string), dt.string))
 def _jsonb_get_text(doc: Any, key: str) -> Any: ...  # type: ignore[empty-body]
 
 

@@ -61,11 +61,15 @@ def compile_plan(
     profiles: ir.Table,
     as_of: float,
     dialect: Dialect = DIALECTS["duckdb"],
+    keep: Callable[[ir.Table], ir.Table] | None = None,
 ) -> ScorePlan:
     """The plan scoring every lead named in `events` or `profiles` as of `as_of`.
 
     `events` may hold a `rare` column (true where the engine itself saw a value it cannot
     judge, such as a non-ASCII event name); rows the rules cannot match are fine in it.
+    `keep` stores a relation the plan uses many times, for an engine that would otherwise
+    compute it again at each use: the rule events (their properties as the engine's own
+    JSON), then the same with the values rules read taken out of the JSON.
     """
     event_uses = _uses([r.where for r in model.engagement])
     for rule in model.engagement:
@@ -84,7 +88,11 @@ def compile_plan(
     ).filter(events.ts <= as_of)
     named = sorted(set().union(*(r.events for r in model.engagement)))
     events = events.filter(events.name.isin(named)) if named else events.filter(False)
+    if keep is not None:
+        events = keep(events.mutate(properties=dialect.document(events.properties)))
     events, properties = Document.prepare(events, "properties", set(event_uses), "p_", fallbacks)
+    if keep is not None:
+        events = keep(events)
     leads = events.select("lead_id").union(profiles.select("lead_id"), distinct=True).distinct()
     table = leads.left_join(profiles, "lead_id").select(
         leads.lead_id, profiles.profile, *(profiles[FIT_PREFIX + name] for name in sorted(judged))
