@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import subprocess
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -13,6 +14,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
 from helpers import jsonl, qualify, seed
 from serving import fresh_database
@@ -93,6 +96,40 @@ def test_batch_on_postgres_scores_the_store_in_place(tmp_path: Path, pg_store: s
         rows = {r["lead_id"]: r for r in csv.DictReader(f)}
     assert float(rows["ana"]["score"]) == 105 and rows["ana"]["mql"] == "true"
     assert float(rows["ben"]["score"]) == 75 and rows["ben"]["mql"] == "false"
+
+
+@pytest.mark.postgres
+def test_batch_on_postgres_says_what_to_grant_a_role_refused_temporary_tables(
+    tmp_path: Path, pg_store: str
+) -> None:
+    """The plan keeps its events in temporary tables: a role that may read the store but not
+    create them gets the GRANT to ask for, before any work, not PostgreSQL's bare refusal."""
+    events = jsonl(tmp_path / "e.jsonl", seed("ana", "2026-03-09"))
+    qualify("model", "activate", str(WORKED), "--db", pg_store, cwd=tmp_path)
+    qualify("ingest", str(events), "--db", pg_store, cwd=tmp_path)
+    role = f"qualify_reader_{uuid.uuid4().hex[:8]}"
+    database = make_url(pg_store).database
+    admin = create_engine(pg_store, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE ROLE "{role}" LOGIN'))
+        conn.execute(text(f'REVOKE TEMPORARY ON DATABASE "{database}" FROM PUBLIC'))
+        conn.execute(text(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{role}"'))
+    reader = make_url(pg_store).set(username=role).render_as_string(hide_password=False)
+    try:
+        refused = qualify("batch", str(WORKED), "--db", reader, "--engine", "postgres",
+                          "--json", cwd=tmp_path, check=False)  # fmt: skip
+        assert refused.returncode == 2 and refused.stdout == ""
+        assert f'GRANT TEMPORARY ON DATABASE "{database}" TO "{role}"' in refused.stderr
+        with admin.connect() as conn:  # granted as told, the same command scores the store
+            conn.execute(text(f'GRANT TEMPORARY ON DATABASE "{database}" TO "{role}"'))
+        done = qualify("batch", str(WORKED), "--db", reader, "--engine", "postgres",
+                       "--as-of", AS_OF, "--json", cwd=tmp_path)  # fmt: skip
+        assert json.loads(done.stdout)["lead_id"] == "ana"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP OWNED BY "{role}"'))
+            conn.execute(text(f'DROP ROLE "{role}"'))
+        admin.dispose()
 
 
 def test_batch_on_postgres_needs_a_postgresql_store(tmp_path: Path) -> None:

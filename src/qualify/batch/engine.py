@@ -125,6 +125,25 @@ class PostgresBackend(Backend):
         # The plan is one statement of some 260 expressions: compiling them took 3–4.5 s of
         # its 7–11 s, more than they saved.
         self.connection.raw_sql("SET jit = off").close()
+        self._check_temporary()
+
+    def _check_temporary(self) -> None:
+        """Every plan keeps its events in temporary tables (`keep`). A role refused them
+        would fail half-way with PostgreSQL's bare "permission denied", so ask first and
+        say what to grant."""
+        cursor = self.connection.raw_sql(
+            "SELECT current_user, current_database(), "
+            "has_database_privilege(current_database(), 'TEMPORARY')"
+        )
+        user, database, allowed = cursor.fetchone()
+        cursor.close()
+        if not allowed:
+            raise QualifyError(
+                f"--engine postgres keeps the events it scores in temporary tables, and role "
+                f"{user!r} may not create them in database {database!r}: an administrator can "
+                f'allow it with GRANT TEMPORARY ON DATABASE "{database}" TO "{user}"; or score '
+                "with --engine duckdb"
+            )
 
     def keep(self, table: ir.Table) -> ir.Table:
         """Stored as a temporary table, with statistics. PostgreSQL inlines a relation into
