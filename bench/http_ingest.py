@@ -35,7 +35,7 @@ import orjson
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
 from common import OUT, events_file, machine, model_path
 from qualify.store import open_engine
-from qualify.store.database import SQLITE_PRAGMAS
+from qualify.store.database import sqlite_pragmas
 from serving import start_service, stop_service
 
 INSERT = (
@@ -114,7 +114,7 @@ def raw_batches(messages: list[bytes]) -> float:
     db = fresh_sqlite("raw.db")
     open_engine(db).dispose()
     conn = sqlite3.connect(db.removeprefix("sqlite:///"))
-    for pragma in SQLITE_PRAGMAS:
+    for pragma in sqlite_pragmas():  # the store's own settings
         conn.execute(pragma)
     start = time.perf_counter()
     now = time.time()
@@ -169,7 +169,7 @@ def raw_single(messages: list[bytes], count: int) -> list[float]:
     db = fresh_sqlite("raw-single.db")
     open_engine(db).dispose()
     conn = sqlite3.connect(db.removeprefix("sqlite:///"))
-    for pragma in SQLITE_PRAGMAS:
+    for pragma in sqlite_pragmas():  # the store's own settings
         conn.execute(pragma)
     tracks = [m for m in messages if b'"type":"track"' in m][:count]
     out = []

@@ -22,7 +22,7 @@ import orjson
 
 from common import OUT, arguments, events_file, machine, model_path
 from qualify.store import open_engine
-from qualify.store.database import SQLITE_PRAGMAS
+from qualify.store.database import sqlite_pragmas
 
 
 def fresh(path: Path) -> str:
@@ -34,7 +34,7 @@ def fresh(path: Path) -> str:
 def raw_inserts(events: Path, db: Path) -> None:
     open_engine(fresh(db)).dispose()  # the same schema, from the same migrations
     conn = sqlite3.connect(db)
-    for pragma in SQLITE_PRAGMAS:  # the store's own settings: WAL, NORMAL, its page cache
+    for pragma in sqlite_pragmas():  # the store's own settings: WAL, FULL, its page cache
         conn.execute(pragma)
     sql = (
         "INSERT INTO events (message_id, lead_id, type, name, ts, received_at, payload) "
@@ -102,7 +102,7 @@ def main() -> None:
     ours, raw = statistics.median(timings), statistics.median(raw_times)
     ratios = sorted(r / o for o, r in zip(timings, raw_times, strict=True))
     print(f"machine: {machine()}")
-    print(f"file: {count:,} messages, model: 20 rules, SQLite (WAL, synchronous=NORMAL)")
+    print(f"file: {count:,} messages, model: 20 rules, SQLite (WAL, synchronous=FULL)")
     print(
         f"qualify ingest: median {ours:.1f}s of {args.runs} "
         f"({', '.join(f'{t:.1f}' for t in timings)}) = {count / ours:,.0f} events/s"

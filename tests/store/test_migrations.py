@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect
 
+from qualify.errors import StoreError
 from qualify.store import open_engine
 from qualify.store.tables import metadata
 
@@ -36,6 +38,24 @@ def test_opening_twice_is_a_no_op_and_sqlite_uses_wal(tmp_path) -> None:
         "accounts",
         "model_versions",
     } <= set(inspect(second).get_table_names())
+
+
+def test_sqlite_syncs_every_commit_unless_the_url_says_normal(tmp_path: Path) -> None:
+    """Acknowledged means durable, through a power cut too: each commit syncs the WAL
+    (`synchronous=FULL`) on every connection of the pool, unless the store URL trades that
+    for speed; the setting is ours and never reaches the driver."""
+    url = f"sqlite:///{tmp_path / 'q.db'}"
+    for query, expected in (("", 2), ("?synchronous=normal", 1), ("?synchronous=FULL", 2)):
+        engine = open_engine(url + query)
+        assert "synchronous" not in engine.url.query
+        with engine.connect() as a, engine.connect() as b:  # two connections of the pool
+            for conn in (a, b):
+                assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == expected
+        engine.dispose()
+    with pytest.raises(StoreError, match=r"`synchronous=off`.*synchronous=normal"):
+        open_engine(url + "?synchronous=off")
+    with pytest.raises(StoreError, match="synchronous_commit"):
+        open_engine("postgresql://postgres@127.0.0.1:1/test?synchronous=normal", migrate=False)
 
 
 def test_a_store_from_before_state_versions_keeps_its_states(tmp_path) -> None:

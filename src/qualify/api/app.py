@@ -23,7 +23,7 @@ from qualify.service.ingest import Ingestor, IngestReport
 from qualify.service.scheduler import Scheduler
 from qualify.service.webhooks import DeliveryPolicy, DeliveryWorker
 from qualify.store import open_engine
-from qualify.store.database import Checkpointer
+from qualify.store.database import Checkpointer, ingest_engine
 
 __all__ = ["app_from_env", "create_app"]
 
@@ -40,11 +40,12 @@ class _LazyCommitter:
         if self.committer is None:
             state = self.app.state
             # reads the store (raises NoActiveModel → 503): not on the event loop
-            ingestor = await run_in_threadpool(Ingestor, state.engine)
+            ingestor = await run_in_threadpool(Ingestor, state.ingest_engine)
             self.committer = Committer(
                 ingestor,
                 state.settings.group_limit,
                 on_commit=lambda r: state.metrics.ingested(r.ingested, r.duplicates, r.new_mqls),
+                sync=state.ingest_sync,
             )
         return await self.committer.submit(messages)
 
@@ -94,9 +95,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         engine = open_engine(settings.database_url)
-        checkpoints = Checkpointer(engine) if engine.dialect.name == "sqlite" else None
+        writer, app.state.ingest_sync = ingest_engine(engine, settings.database_url)
+        sqlite = engine.dialect.name == "sqlite"
+        checkpoints = Checkpointer(engine, also=(writer,)) if sqlite else None
         app.state.settings = settings
         app.state.engine = engine
+        app.state.ingest_engine = writer
         app.state.keys = KeyCache(engine)
         app.state.limiter = segment.RateLimiter(settings.rate_limit)
         app.state.metrics = Metrics()
@@ -127,6 +131,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
                 deliveries.stop()
             if checkpoints is not None:
                 checkpoints.stop()
+            writer.dispose()
             engine.dispose()
 
     app = FastAPI(

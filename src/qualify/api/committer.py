@@ -6,6 +6,11 @@ stage changes — and only after the commit answers each request. So an acknowle
 durable and scored, and a busy server pays one transaction for many requests instead of one
 each. If a group fails, its requests are retried one by one, so one bad request cannot fail
 the others.
+
+With `sync` (a SQLite store whose writer commits without syncing, `ingest_engine`) the
+answers wait in a second thread until `sync` has put the commit on disk. That thread syncs
+once for every commit waiting, while the writer goes on with the next group: the disk's
+latency is paid by each request, but no longer by the writer's throughput.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from qualify.core.activity import ActivityEvent
+from qualify.errors import StoreError
 from qualify.service.ingest import Ingestor, IngestReport
 
 __all__ = ["Committer"]
@@ -36,13 +42,20 @@ class Committer:
         ingestor: Ingestor,
         limit: int = 5000,
         on_commit: Callable[[IngestReport], None] | None = None,
+        sync: Callable[[], None] | None = None,
     ) -> None:
         self.ingestor = ingestor
         self.limit = limit
         self.on_commit = on_commit
+        self.sync = sync
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
+        self.committed: queue.Queue[tuple[list[_Job], IngestReport] | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="qualify-writer", daemon=True)
         self.thread.start()
+        self.syncer: threading.Thread | None = None
+        if sync is not None:
+            self.syncer = threading.Thread(target=self._sync, name="qualify-sync", daemon=True)
+            self.syncer.start()
 
     async def submit(self, messages: list[ActivityEvent]) -> IngestReport:
         """Ingest the messages; returns once they are committed (with the report of the
@@ -55,6 +68,9 @@ class Committer:
     def close(self) -> None:
         self.jobs.put(None)
         self.thread.join(timeout=30)
+        if self.syncer is not None:  # after the writer: its last commits are answered too
+            self.committed.put(None)
+            self.syncer.join(timeout=30)
 
     def _run(self) -> None:
         while True:
@@ -88,8 +104,39 @@ class Committer:
             return
         if self.on_commit is not None:
             self.on_commit(report)
+        if self.syncer is not None:
+            self.committed.put((group, report))
+            return
         for job in group:
             _answer(job, report=report)
+
+    def _sync(self) -> None:
+        """Answer committed groups once their commits are on disk: one sync for all those
+        waiting. A failed sync leaves the commits' durability unknown, so their requests
+        get the error (SDKs retry; their messageIds make the retry count once)."""
+        assert self.sync is not None
+        while True:
+            item = self.committed.get()
+            waiting, stop = [item], item is None
+            while not stop:
+                try:
+                    more = self.committed.get_nowait()
+                except queue.Empty:
+                    break
+                waiting.append(more)
+                stop = more is None
+            done = [entry for entry in waiting if entry is not None]
+            error: BaseException | None = None
+            if done:
+                try:
+                    self.sync()
+                except OSError as exc:
+                    error = StoreError(f"the store could not sync its commit to disk: {exc}")
+            for group, report in done:
+                for job in group:
+                    _answer(job, report=None if error else report, error=error)
+            if stop:
+                return
 
 
 def _answer(

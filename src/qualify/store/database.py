@@ -1,8 +1,10 @@
 """Opening a store: any SQLAlchemy URL, SQLite by default, migrated to the latest schema.
 
-SQLite runs in WAL mode with `synchronous=NORMAL`: readers never block the single writer,
-and a committed transaction survives a process crash (WAL's guarantee). PostgreSQL uses the
-same code through psycopg 3; `postgresql://` URLs are mapped to that driver.
+SQLite runs in WAL mode with `synchronous=FULL`: readers never block the single writer, and
+a committed transaction survives a crash of the process and of the machine (a power cut), so
+what the service acknowledged is stored. `?synchronous=normal` on the URL trades the second
+for speed. PostgreSQL uses the same code through psycopg 3; `postgresql://` URLs are mapped
+to that driver.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +20,21 @@ import orjson
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event, insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from qualify.errors import StoreError
 from qualify.store.tables import store_state
 
-__all__ = ["DEFAULT_URL", "Checkpointer", "database_url", "open_engine", "writing"]
+__all__ = [
+    "DEFAULT_URL",
+    "Checkpointer",
+    "WalSync",
+    "database_url",
+    "ingest_engine",
+    "open_engine",
+    "writing",
+]
 
 DEFAULT_URL = "sqlite:///qualify.db"
 ENV_VAR = "QUALIFY_DATABASE_URL"
@@ -46,26 +56,37 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-# WAL: readers do not block the writer. NORMAL: a commit costs no fsync and survives a crash
-# of the process (a power cut may lose the commits since the last checkpoint). A 64 MiB page
-# cache (the default is 2 MiB) keeps the events' messageId index in memory while a batch
-# inserts: measured, a third less system time.
+# WAL: readers do not block the writer. A 64 MiB page cache (the default is 2 MiB) keeps the
+# events' messageId index in memory while a batch inserts: measured, a third less system time.
 SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
     "PRAGMA busy_timeout=10000",
     "PRAGMA cache_size=-65536",
 )
+# FULL: each commit syncs the WAL, so a power cut loses nothing committed (acknowledged means
+# durable). NORMAL skips that sync: a commit then survives a crash of the process only, and
+# a power cut may lose the commits since the last checkpoint.
+SYNCHRONOUS = ("full", "normal")
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # The driver would begin transactions itself, and only before the first write: reads
-    # before it would see no snapshot at all. We begin them (see `_sqlite_begin`).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    for pragma in SQLITE_PRAGMAS:
-        cursor.execute(pragma)
-    cursor.close()
+def sqlite_pragmas(synchronous: str = "full") -> tuple[str, ...]:
+    """A store's SQLite settings (the benchmarks' raw baselines use them too)."""
+    return (*SQLITE_PRAGMAS, f"PRAGMA synchronous={synchronous.upper()}")
+
+
+def _sqlite_pragmas(synchronous: str) -> Callable[[Any, Any], None]:
+    pragmas = sqlite_pragmas(synchronous)
+
+    def set_pragmas(dbapi_connection: Any, _record: Any) -> None:
+        # The driver would begin transactions itself, and only before the first write:
+        # reads before it would see no snapshot at all. We begin them (`_sqlite_begin`).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in pragmas:
+            cursor.execute(pragma)
+        cursor.close()
+
+    return set_pragmas
 
 
 def _sqlite_begin(conn: Connection) -> None:
@@ -122,11 +143,14 @@ class Checkpointer:
     the writer), so requests keep their latency.
     """
 
-    def __init__(self, engine: Engine, interval: float = 1.0) -> None:
+    def __init__(self, engine: Engine, interval: float = 1.0, *, also: tuple[Engine, ...] = ()):
+        """`also`: other engines on the same file (a service's writer), whose commits must
+        not checkpoint either."""
         self.engine, self.interval = engine, interval
         self.stopped = threading.Event()
-        event.listen(engine, "connect", _no_autocheckpoint)
-        engine.dispose()  # connections opened from now on have the setting
+        for each in {engine, *also}:
+            event.listen(each, "connect", _no_autocheckpoint)
+            each.dispose()  # connections opened from now on have the setting
         self.thread = threading.Thread(target=self._run, name="qualify-checkpoint", daemon=True)
         self.thread.start()
 
@@ -171,6 +195,14 @@ def open_engine(url: str | None = None, *, migrate: bool = True, create: bool = 
     if backend not in ("sqlite", "postgresql"):
         raise StoreError(f"Qualify stores leads in SQLite or PostgreSQL, not `{backend}`")
     sqlite = backend == "sqlite"
+    synchronous = "full"
+    if sqlite:
+        synchronous, parsed = _synchronous(parsed)
+    elif "synchronous" in parsed.query:
+        raise StoreError(
+            "`synchronous=` in the store URL is a SQLite setting; on PostgreSQL a commit is "
+            "durable by the server's own `synchronous_commit` (on by default)"
+        )
     if sqlite and parsed.database and parsed.database != ":memory:":
         if not create and not Path(parsed.database).expanduser().exists():
             raise StoreError(
@@ -192,11 +224,64 @@ def open_engine(url: str | None = None, *, migrate: bool = True, create: bool = 
     except (ArgumentError, ImportError) as exc:
         raise StoreError(f"cannot open `{chosen}`: {exc}") from None
     if sqlite:
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(synchronous))
         event.listen(engine, "begin", _sqlite_begin)
     if migrate:
         upgrade(engine)
     return engine
+
+
+def ingest_engine(engine: Engine, url: str | None) -> tuple[Engine, Callable[[], None] | None]:
+    """The engine a service's writer commits through, and the sync it must run after each
+    commit before acknowledging it (None: the commit itself is durable enough).
+
+    On a SQLite store that syncs every commit (the default), the writer gets connections
+    that commit without syncing, and a `WalSync` to run in another thread: the disk's
+    sync then overlaps the next group's work instead of holding up the writer. The
+    messages a commit acknowledges are as durable either way: their WAL frames are on disk
+    before the answer goes out. Other writers (sales actions, rescoring) keep `engine`."""
+    chosen = make_url(database_url(url))
+    if chosen.get_backend_name() != "sqlite" or chosen.database in (None, "", ":memory:"):
+        return engine, None
+    synchronous, plain = _synchronous(chosen)
+    if synchronous != "full":
+        return engine, None
+    deferred = plain.update_query_dict({"synchronous": "normal"})
+    writer = open_engine(deferred.render_as_string(hide_password=False), migrate=False)
+    return writer, WalSync(Path(plain.database or "").expanduser())
+
+
+class WalSync:
+    """Syncs a SQLite store's write-ahead log to disk: what a commit with
+    `synchronous=FULL` does itself, run apart from it. fsync makes every frame written to
+    the file durable, whichever connection wrote it."""
+
+    def __init__(self, database: Path) -> None:
+        self.path = Path(f"{database}-wal")
+
+    def __call__(self) -> None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except FileNotFoundError:  # checkpointed and removed: the database file was synced
+            return
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _synchronous(url: URL) -> tuple[str, URL]:
+    """The URL's `synchronous` setting (`full` unless it says `normal`), and the URL without
+    it: it is ours, not the driver's."""
+    given = url.query.get("synchronous", "full")
+    value = (given if isinstance(given, str) else given[-1]).lower()
+    if value not in SYNCHRONOUS:
+        raise StoreError(
+            f"`synchronous={given}` in the store URL: use `synchronous=full` (the default: "
+            "nothing committed is lost, even in a power cut) or `synchronous=normal` (faster "
+            "commits that survive a crash of the process only)"
+        )
+    return value, url.difference_update_query(["synchronous"])
 
 
 def upgrade(engine: Engine) -> None:
