@@ -105,6 +105,65 @@ def test_success_is_exactly_200_and_the_key_may_come_in_three_places(service: Se
     assert (response.status_code, response.json()) == (200, {"success": True})
 
 
+def test_a_web_page_sends_as_segments_browser_library_does(service: Service) -> None:
+    """analytics.js posts to the short paths (`/v1/t`, `/v1/b`, ...) as `text/plain`, with
+    the write key in the body, from the website's origin; the answer must carry CORS
+    headers or the page sees a network error and retries. RudderStack's browser SDK sends
+    JSON with a Basic header, which takes a preflight. The lead API stays closed to pages."""
+    user, site = unique("web"), "https://www.example.com"
+    key = service.keys["write"]
+
+    def message(kind: str, n: int, **fields: object) -> dict:
+        return {"type": kind, "userId": user, "messageId": f"{user}-{n}",
+                "timestamp": day(n).isoformat(), **fields}  # fmt: skip
+
+    plain = {"Content-Type": "text/plain", "Origin": site}
+    with httpx.Client(base_url=service.base, timeout=30) as http:
+        sent = [
+            http.post(path, headers=plain, content=orjson.dumps({"writeKey": key, **body}))
+            for path, body in (
+                ("/v1/i", message("identify", 0, traits={"industry": "Financial Services"})),
+                ("/v1/t", message("track", 1, event="Webinar Attended")),
+                (
+                    "/v1/b",
+                    {
+                        "batch": [
+                            message("page", 2, name="Pricing"),
+                            message("page", 3, name="Pricing"),
+                        ]
+                    },
+                ),
+            )
+        ]
+        assert [r.status_code for r in sent] == [200, 200, 200], [r.text for r in sent]
+        assert {r.headers["access-control-allow-origin"] for r in sent} == {site}
+        preflight = http.options(
+            "/v1/batch",
+            headers={
+                "Origin": site,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "authorization,content-type,anonymousid",
+            },
+        )
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == site
+        assert "authorization" in preflight.headers["access-control-allow-headers"].lower()
+        refused = http.post("/v1/t", headers=plain, content=b'{"writeKey": "nope"}')
+        assert refused.status_code == 401  # a page reads why, too
+        assert refused.headers["access-control-allow-origin"] == site
+        closed = http.options(
+            "/api/leads",
+            headers={"Origin": site, "Access-Control-Request-Method": "GET"},
+        )
+        assert "access-control-allow-origin" not in closed.headers
+    with service.client("read") as api:
+        lead = api.get(f"/api/leads/{user}", headers={"Origin": site})
+    assert "access-control-allow-origin" not in lead.headers
+    body = lead.raise_for_status().json()
+    assert len(body["recent_events"]) == 4
+    assert all("writeKey" not in e["payload"] for e in body["recent_events"])
+
+
 def test_a_bad_message_is_reported_by_index_and_the_rest_is_kept(service: Service) -> None:
     user = unique("u")
     batch = [

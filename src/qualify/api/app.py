@@ -149,6 +149,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(routing.router)
     app.include_router(webhooks.router)
 
+    app.add_middleware(segment.BrowserAccess)
     app.add_middleware(RequestTiming)
 
     @app.get(

@@ -1,5 +1,9 @@
 """The Segment HTTP Tracking API: `/v1/batch`, `/v1/identify`, `/v1/track`, `/v1/page`,
-`/v1/screen`, `/v1/group`, `/v1/alias`.
+`/v1/screen`, `/v1/group`, `/v1/alias`, and the short paths Segment's browser library
+(analytics.js) posts to: `/v1/b` (its batches), `/v1/t`, `/v1/i`, `/v1/p`, `/v1/s`, `/v1/g`,
+`/v1/a`. A browser sends those as `text/plain` with the write key in the body, from the
+website's origin: the body is JSON whatever its declared type, and `BrowserAccess` lets any
+origin call `/v1/` (the write key, not the origin, admits a message; it reads nothing).
 
 Any Segment or RudderStack SDK sends here after one host setting changes. What SDKs rely on:
 success is exactly 200 (other 2xx count as failures and are retried); 4xx other than 429 are
@@ -18,6 +22,8 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
+from starlette.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from qualify.api.auth import secret_from_headers
 from qualify.api.openapi import BATCH, MESSAGE, json_body
@@ -32,7 +38,7 @@ from qualify.core.activity import (
 )
 from qualify.errors import MessageError
 
-__all__ = ["RateLimiter", "router"]
+__all__ = ["BrowserAccess", "RateLimiter", "router"]
 
 router = APIRouter(tags=["ingestion (Segment HTTP API)"])
 
@@ -195,6 +201,9 @@ async def batch(request: Request) -> JsonResponse:
     return await _ingest(request, None)
 
 
+router.add_api_route("/v1/b", batch, methods=["POST"], include_in_schema=False)
+
+
 def _single(kind: str) -> None:
     async def endpoint(request: Request) -> JsonResponse:
         return await _ingest(request, kind)
@@ -207,7 +216,33 @@ def _single(kind: str) -> None:
         summary=f"Send one `{kind}` message",
         openapi_extra=json_body(MESSAGE),
     )
+    # analytics.js: the type's first letter (no two types share one)
+    router.add_api_route(f"/v1/{kind[0]}", endpoint, methods=["POST"], include_in_schema=False)
 
 
 for _kind in MESSAGE_TYPES:
     _single(_kind)
+
+
+class BrowserAccess:
+    """CORS for the ingestion paths only: a website's page may send to `/v1/` from its own
+    origin (with a preflight when its SDK sets headers, as RudderStack's does), and read the
+    answer, so that its SDK sees success or a reason instead of a network error it would
+    retry for ever. The lead and model API stays closed to pages of other origins."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.cors = CORSMiddleware(
+            app,
+            allow_origin_regex=".*",  # the origin that asks, echoed; credentials allowed
+            allow_credentials=True,
+            allow_methods=["POST"],
+            allow_headers=["*"],
+            max_age=86400,
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith("/v1/"):
+            await self.cors(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
