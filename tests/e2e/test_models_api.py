@@ -38,6 +38,10 @@ def test_upload_list_and_activate_a_model(service: Service) -> None:
         assert problem["problems"][0]["line"] == 21
         assert "did you mean `starts_with`" in problem["problems"][0]["message"]
         assert sales.post("/api/models", content=worked).status_code == 403
+        for body in ({"source": 5}, {"yaml": worked}, [worked]):  # JSON, but no YAML text
+            wrong = marketing.post("/api/models", json=body)
+            assert wrong.status_code == 400, wrong.text
+            assert wrong.json()["code"] == "invalid_request"
 
         richer = worked.replace("points: 20", "points: 50").replace("version: 1", "version: 2")
         created = marketing.post("/api/models", content=richer, params={"filename": "v2.yaml"})

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import uuid
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -330,6 +331,12 @@ def test_sales_feedback_follows_the_lifecycle(service: Service) -> None:
         assert "`reason`: Field required" in missing.json()["message"]
         blank = sales.post(f"/api/leads/{user}/reject", json={"reason": "  "})
         assert (blank.status_code, blank.json()["code"]) == (400, "invalid_request")
+        assert blank.json()["message"] == "`reason`: say why: the reason must not be blank"
+        misspelt = sales.post(f"/api/leads/{user}/accept", json={"budgett": "approved"})
+        assert (misspelt.status_code, misspelt.json()["code"]) == (400, "invalid_request")
+        assert "unknown field `budgett`: did you mean `budget`?" in misspelt.json()["message"]
+        stray = sales.post(f"/api/leads/{user}/won", json={"value": 5}).json()["message"]
+        assert "unknown field `value` (known: `actor`, `reason`, `amount`)" in stray
         no_body = sales.post(f"/api/leads/{user}/reject")
         assert no_body.json()["message"].startswith("the JSON body")
         json_type = {"Content-Type": "application/json"}
@@ -354,6 +361,26 @@ def test_sales_feedback_follows_the_lifecycle(service: Service) -> None:
         assert (missing_lead.status_code, missing_lead.json()["code"]) == (404, "lead_not_found")
         history = sales.get(f"/api/leads/{user}").json()["transitions"]
     assert [t["to_stage"] for t in history] == ["mql", "sql", "opportunity", "customer"]
+
+
+def test_a_lead_whose_id_holds_a_slash_is_reached_by_every_route(service: Service) -> None:
+    """A userId is any text: `acme/123 é` percent-encoded in the path (its `/` as %2F, which
+    arrives decoded) finds the lead for reads, explanations, feedback and routing alike."""
+    user = unique("acme") + "/123 é"
+    quoted = quote(user, safe="")
+    body = {"type": "track", "event": "Webinar Attended", "userId": user,
+            "messageId": unique("m"), "timestamp": day(1).isoformat()}  # fmt: skip
+    httpx.post(
+        f"{service.base}/v1/track", json=body, auth=(service.keys["write"], "")
+    ).raise_for_status()
+    with service.client("read") as api, service.client("sales") as sales:
+        assert api.get(f"/api/leads/{quoted}").raise_for_status().json()["lead"]["id"] == user
+        explained = api.get(f"/api/leads/{quoted}/explain").raise_for_status().json()
+        assert [c["rule"] for c in explained["contributions"]] == ["webinar attended"]
+        refused = sales.post(f"/api/leads/{quoted}/accept")  # a lead, not yet an MQL
+        assert (refused.status_code, refused.json()["code"]) == (409, "transition_not_allowed")
+        nobody = api.get(f"/api/leads/{quote('no/such lead', safe='')}")
+        assert (nobody.status_code, nobody.json()["code"]) == (404, "lead_not_found")
 
 
 def test_lead_lists_filter_sort_and_page(service: Service) -> None:

@@ -9,13 +9,14 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from qualify.api.auth import secret_from_headers
 from qualify.api.problems import ApiProblem
 from qualify.core.activity import format_time
 from qualify.core.lifecycle import BANT_FIELDS, Stage
 from qualify.errors import NoActiveModel
+from qualify.model.problems import near_miss
 from qualify.service.feedback import record_action
 from qualify.service.queries import (
     SORTS,
@@ -28,7 +29,7 @@ from qualify.service.queries import (
 from qualify.store.keys import ApiKey
 from qualify.store.versions import active_version
 
-__all__ = ["require", "router"]
+__all__ = ["LEAD", "require", "router"]
 
 router = APIRouter(prefix="/api", tags=["leads"])
 
@@ -43,6 +44,10 @@ def require(permission: str) -> Callable[[Request], ApiKey]:
 
 
 Reader = Annotated[ApiKey, Depends(require("read"))]
+# A lead's id in a path may hold "/" (a userId is any text; %2F arrives decoded): the routes
+# that end in an action are declared before the one that ends in the id, which would
+# otherwise take `x/explain` for an id.
+LEAD = "/leads/{lead_id:path}"
 Seller = Annotated[ApiKey, Depends(require("feedback"))]
 
 
@@ -111,7 +116,14 @@ def list_leads(
     return {"leads": [iso_times(r) for r in rows], "next_cursor": _cursor(sort, position)}
 
 
-@router.get("/leads/{lead_id}", summary="One lead: profile, scores, contributions, history")
+@router.get(f"{LEAD}/explain", summary="Every point of a lead, with rule and events")
+def explain(request: Request, lead_id: str, _: Reader) -> dict[str, Any]:
+    explanation = explain_lead(request.app.state.engine, lead_id).to_dict()
+    explanation["lead"] = iso_times(explanation["lead"])
+    return explanation
+
+
+@router.get(LEAD, summary="One lead: profile, scores, contributions, history")
 def get_lead(request: Request, lead_id: str, _: Reader) -> dict[str, Any]:
     engine = request.app.state.engine
     explanation = explain_lead(engine, lead_id).to_dict()
@@ -120,16 +132,28 @@ def get_lead(request: Request, lead_id: str, _: Reader) -> dict[str, Any]:
     return explanation
 
 
-@router.get("/leads/{lead_id}/explain", summary="Every point of a lead, with rule and events")
-def explain(request: Request, lead_id: str, _: Reader) -> dict[str, Any]:
-    explanation = explain_lead(request.app.state.engine, lead_id).to_dict()
-    explanation["lead"] = iso_times(explanation["lead"])
-    return explanation
-
-
 class Feedback(BaseModel):
+    """A sales action's body. A field it does not know is refused with the near miss: a
+    misspelt `budget` would otherwise vanish from the lead's history unnoticed."""
+
+    model_config = ConfigDict(extra="forbid")
+
     actor: str | None = Field(None, description="who acts (default: the key's name)")
     reason: str = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _known_fields(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            for name in data:
+                if name not in cls.model_fields:
+                    hint = near_miss(name, cls.model_fields)
+                    known = ", ".join(f"`{f}`" for f in cls.model_fields)
+                    raise ValueError(
+                        f"unknown field `{name}`"
+                        + (f": did you mean `{hint}`?" if hint else f" (known: {known})")
+                    )
+        return data
 
 
 class Accept(Feedback):
@@ -140,7 +164,14 @@ class Accept(Feedback):
 
 
 class Reasoned(Feedback):
-    reason: str = Field(..., pattern=r"\S", description="why (required, not blank)")
+    reason: str = Field(..., description="why (required, not blank)")
+
+    @field_validator("reason")
+    @classmethod
+    def _not_blank(cls, reason: str) -> str:
+        if not reason.strip():
+            raise ValueError("say why: the reason must not be blank")
+        return reason
 
 
 class Amount(Feedback):
@@ -179,31 +210,31 @@ def _act(
     }
 
 
-@router.post("/leads/{lead_id}/accept", summary="Sales accepts the MQL (→ sql), with BANT")
+@router.post(f"{LEAD}/accept", summary="Sales accepts the MQL (→ sql), with BANT")
 def accept(request: Request, lead_id: str, key: Seller, body: Accept | None = None) -> Any:
     return _act(request, key, lead_id, "accept", body or Accept())
 
 
-@router.post("/leads/{lead_id}/reject", summary="Sales rejects the MQL (→ nurture)")
+@router.post(f"{LEAD}/reject", summary="Sales rejects the MQL (→ nurture)")
 def reject(request: Request, lead_id: str, key: Seller, body: Reasoned) -> Any:
     return _act(request, key, lead_id, "reject", body)
 
 
-@router.post("/leads/{lead_id}/disqualify", summary="Disqualify the lead")
+@router.post(f"{LEAD}/disqualify", summary="Disqualify the lead")
 def disqualify(request: Request, lead_id: str, key: Seller, body: Reasoned) -> Any:
     return _act(request, key, lead_id, "disqualify", body)
 
 
-@router.post("/leads/{lead_id}/opportunity", summary="The lead became an opportunity")
+@router.post(f"{LEAD}/opportunity", summary="The lead became an opportunity")
 def opportunity(request: Request, lead_id: str, key: Seller, body: Amount | None = None) -> Any:
     return _act(request, key, lead_id, "opportunity", body or Amount())
 
 
-@router.post("/leads/{lead_id}/won", summary="The deal was won (→ customer)")
+@router.post(f"{LEAD}/won", summary="The deal was won (→ customer)")
 def won(request: Request, lead_id: str, key: Seller, body: Amount | None = None) -> Any:
     return _act(request, key, lead_id, "won", body or Amount())
 
 
-@router.post("/leads/{lead_id}/lost", summary="The deal was lost")
+@router.post(f"{LEAD}/lost", summary="The deal was lost")
 def lost(request: Request, lead_id: str, key: Seller, body: Reasoned) -> Any:
     return _act(request, key, lead_id, "lost", body)

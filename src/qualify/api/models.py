@@ -68,9 +68,11 @@ async def upload(request: Request, key: Modeler) -> JsonResponse:
         try:
             text = orjson.loads(body)["source"]
         except (orjson.JSONDecodeError, KeyError, TypeError):
+            text = None
+        if not isinstance(text, str):
             raise ApiProblem(
-                400, "invalid_request", 'send the YAML itself, or JSON {"source": "..."}'
-            ) from None
+                400, "invalid_request", 'send the YAML itself, or JSON {"source": "<the YAML>"}'
+            )
     name = request.query_params.get("filename", "model.yaml")
     model = load_model(text, name)  # ModelError → 422 with every problem's line and column
     engine: Engine = request.app.state.engine

@@ -104,7 +104,8 @@ def install(app: FastAPI) -> None:
                 where = f"query parameter `{where.removeprefix('query.')}`"
             else:
                 where = f"`{where}`"
-            reasons.append(f"{where}: {e.get('msg', 'invalid')}")
+            message = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+            reasons.append(f"{where}: {message}")
         return ApiProblem(400, "invalid_request", "; ".join(reasons)).response()
 
     @app.exception_handler(SQLAlchemyError)

@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field, StrictBool
 
-from qualify.api.leads import Reader, Seller
+from qualify.api.leads import LEAD, Reader, Seller
 from qualify.core.activity import format_time
 from qualify.core.routing import Decision
 from qualify.service.routing import assign_lead, list_members, reroute_lead, set_available
@@ -37,7 +37,7 @@ def _decision(decision: Decision) -> dict[str, Any]:
     return {"lead": decision.lead_id, **decision.to_dict(), "at": format_time(decision.at)}
 
 
-@router.post("/leads/{lead_id}/assign", summary="Give the lead to a member by hand")
+@router.post(f"{LEAD}/assign", summary="Give the lead to a member by hand")
 def assign(request: Request, lead_id: str, key: Seller, body: Assign) -> dict[str, Any]:
     decision = assign_lead(
         request.app.state.engine,
@@ -49,7 +49,7 @@ def assign(request: Request, lead_id: str, key: Seller, body: Assign) -> dict[st
     return _decision(decision)
 
 
-@router.post("/leads/{lead_id}/route", summary="Route the MQL again by the model's rules")
+@router.post(f"{LEAD}/route", summary="Route the MQL again by the model's rules")
 def route(request: Request, lead_id: str, key: Seller, body: Reroute | None = None) -> Any:
     actor = (body.actor if body else None) or f"{key.role}:{key.name}"
     return _decision(reroute_lead(request.app.state.engine, lead_id, actor=actor))
