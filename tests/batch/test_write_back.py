@@ -154,10 +154,20 @@ def test_activating_a_model_in_bulk_equals_the_live_engine(
         pytest.skip("the postgres engine rescores a PostgreSQL store in place, not SQLite")
     _history(engine)
     later = NOW + 31 * DAY  # the rejected leads' wait is over: they may requalify
+    heard: list[tuple[str, object]] = []  # what a job (or the CLI's bar) is told, in order
     bulk_report = activate_model(
-        engine, MODEL_B, clock=lambda: later, bulk=BulkEngine(bulk, "local[2]")
+        engine,
+        MODEL_B,
+        clock=lambda: later,
+        bulk=BulkEngine(bulk, "local[2]"),
+        on_total=lambda n: heard.append(("total", n)),
+        progress=lambda n: heard.append(("done", n)),
+        on_phase=lambda phase: heard.append(("phase", phase)),
     )
     live_report = activate_model(live_store, MODEL_B, clock=lambda: later)
+    writing = heard.index(("phase", "writing the scores back"))
+    assert heard[:2] == [("total", live_report.leads), ("phase", f"scoring every lead on {bulk}")]
+    assert sum(n for what, n in heard[writing:] if what == "done") == live_report.leads
     ours, theirs = _snapshot(engine), _snapshot(live_store)
     _assert_same(ours, theirs)
     assert (bulk_report.leads, bulk_report.changed, bulk_report.new_mqls) == (

@@ -20,6 +20,14 @@ def wait_for(api: httpx.Client, url: str) -> dict:
     raise AssertionError(f"the job at {url} did not finish")
 
 
+def _mqls_counted(api: httpx.Client) -> float:
+    """The server's `qualify_mqls_total` (one worker: the tests' servers run one)."""
+    for line in api.get("/metrics").raise_for_status().text.splitlines():
+        if line.startswith("qualify_mqls_total "):
+            return float(line.split()[1])
+    raise AssertionError("no qualify_mqls_total in /metrics")
+
+
 def test_upload_list_and_activate_a_model(service: Service) -> None:
     batch = [  # one without a messageId: the store derives one, and keeps it
         {"type": "track", "event": "Webinar Attended", "userId": "m-lead", "messageId": "w0"},
@@ -52,11 +60,15 @@ def test_upload_list_and_activate_a_model(service: Service) -> None:
         assert listed[1]["created_by"] == "marketing:test marketing"
 
         assert marketing.post("/api/models/999/activate").status_code == 404
+        mqls_before = _mqls_counted(marketing)
         started = marketing.post(f"/api/models/{version_id}/activate")
         assert started.status_code == 202
         job = wait_for(marketing, started.json()["url"])
         assert job["status"] == "done", job
         assert job["done"] == job["total"] == job["result"]["leads"] >= 1
+        assert job["phase"] is None  # said while running ("rescoring every lead")
+        assert job["result"]["new_mqls"] >= 1  # m-lead: its two webinars now make 100
+        assert _mqls_counted(marketing) == mqls_before + job["result"]["new_mqls"]
         lead = marketing.get("/api/leads/m-lead").json()
         assert lead["score"] == 100  # two webinars at 50 points each under the new model
         assert lead["mql"] is True

@@ -28,7 +28,7 @@ def test_opening_twice_is_a_no_op_and_sqlite_uses_wal(tmp_path) -> None:
     second = open_engine(url)
     with second.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0006"
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0007"
     assert {
         "leads",
         "events",

@@ -113,7 +113,12 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             )
             deliveries = DeliveryWorker(engine, policy=policy)
             await run_in_threadpool(deliveries.ensure)  # only once a webhook exists
-            scheduler = Scheduler(engine, settings.schedule_every, after_round=deliveries.ensure)
+            scheduler = Scheduler(
+                engine,
+                settings.schedule_every,
+                after_round=deliveries.ensure,
+                on_report=lambda report: app.state.metrics.qualified(report.requalified),
+            )
             scheduler.start()
         app.state.deliveries = deliveries
         # What was loaded to start is permanent; and the leads the writer keeps in memory

@@ -22,7 +22,11 @@ class Metrics:
         self._rejected = Counter(
             "qualify_events_rejected", "Malformed messages rejected", registry=self.registry
         )
-        self._mqls = Counter("qualify_mqls", "Leads that became MQLs", registry=self.registry)
+        self._mqls = Counter(
+            "qualify_mqls",
+            "Leads this worker made MQLs: by messages, model activations, ended recycle waits",
+            registry=self.registry,
+        )
         self._ingest_seconds = Histogram(
             "qualify_ingest_seconds",
             "Time from a request's decoded messages to their commit",
@@ -40,6 +44,10 @@ class Metrics:
     def ingested(self, count: int, duplicates: int, mqls: int = 0) -> None:
         self._ingested.inc(count)
         self._duplicates.inc(duplicates)
+        self._mqls.inc(mqls)
+
+    def qualified(self, mqls: int) -> None:
+        """MQLs made outside ingestion (activations, the scheduler's rounds)."""
         self._mqls.inc(mqls)
 
     def rejected(self, count: int) -> None:

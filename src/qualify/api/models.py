@@ -15,6 +15,7 @@ from sqlalchemy import Engine
 from starlette.concurrency import run_in_threadpool
 
 from qualify.api.leads import require
+from qualify.api.metrics import Metrics
 from qualify.api.openapi import ERROR_BODY
 from qualify.api.problems import ApiProblem
 from qualify.api.responses import JsonResponse
@@ -22,7 +23,7 @@ from qualify.model import load_model
 from qualify.service.queries import iso_times
 from qualify.service.rescore import BulkEngine, activate_version
 from qualify.store.database import writing
-from qualify.store.jobs import create_job, finish_job, get_job, job_progress
+from qualify.store.jobs import create_job, finish_job, get_job, job_phase, job_progress
 from qualify.store.keys import ApiKey
 from qualify.store.versions import list_versions, save_version
 
@@ -130,15 +131,22 @@ def activate(
     with writing(engine) as conn:
         job_id = create_job(conn, "activate", f"{key.role}:{key.name}", time.time())
     bulk = None if rescore_with == "live" else BulkEngine(rescore_with)
+    metrics: Metrics = request.app.state.metrics
     threading.Thread(
-        target=_run_activation, args=(engine, job_id, version_id, bulk), daemon=True
+        target=_run_activation, args=(engine, job_id, version_id, bulk, metrics), daemon=True
     ).start()
     body = {"job": job_id, "status": "running", "url": f"/api/jobs/{job_id}"}
     return JsonResponse(body, status_code=202)
 
 
-def _run_activation(engine: Engine, job_id: int, version_id: int, bulk: BulkEngine | None) -> None:
+def _run_activation(
+    engine: Engine, job_id: int, version_id: int, bulk: BulkEngine | None, metrics: Metrics
+) -> None:
     counts = {"done": 0, "total": 0}
+
+    def phase(text: str) -> None:
+        with engine.begin() as conn:
+            job_phase(conn, job_id, text)
 
     def total(n: int) -> None:
         counts["total"] = n
@@ -151,7 +159,9 @@ def _run_activation(engine: Engine, job_id: int, version_id: int, bulk: BulkEngi
             job_progress(conn, job_id, counts["done"], counts["total"])
 
     try:
-        report = activate_version(engine, version_id, on_total=total, progress=step, bulk=bulk)
+        report = activate_version(
+            engine, version_id, on_total=total, progress=step, bulk=bulk, on_phase=phase
+        )
     except Exception as exc:
         with engine.begin() as conn:
             finish_job(conn, job_id, time.time(), error=f"{type(exc).__name__}: {exc}")
@@ -162,6 +172,7 @@ def _run_activation(engine: Engine, job_id: int, version_id: int, bulk: BulkEngi
         "changed": report.changed,
         "new_mqls": report.new_mqls,
     }
+    metrics.qualified(report.new_mqls)
     with engine.begin() as conn:
         finish_job(conn, job_id, time.time(), result=result)
 

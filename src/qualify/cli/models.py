@@ -105,8 +105,7 @@ def model_activate(
         bulk = BulkEngine(rescore_with.value, spark_master)
         check_bulk_engine(bulk, engine)
     with progress_bar() as progress:
-        what = "rescoring leads" if bulk is None else f"scoring on {bulk.name}, then writing"
-        task = progress.add_task(what, total=None)
+        task = progress.add_task("rescoring leads", total=None)
         report = activate_model(
             engine,
             scoring_model,
@@ -114,6 +113,7 @@ def model_activate(
             on_total=lambda n: progress.update(task, total=n),
             progress=lambda n: progress.advance(task, n),
             bulk=bulk,
+            on_phase=lambda phase: progress.update(task, description=phase),
         )
     render.console.print(
         f"model `{scoring_model.name}` version {scoring_model.version} is active (stored as "

@@ -8,7 +8,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sqlalchemy import Connection, Engine, select
+from sqlalchemy import Connection, Engine, func, select
 
 from qualify.core.leadbook import LeadBook
 from qualify.core.lifecycle import Stage
@@ -57,6 +57,7 @@ def activate_model(
     on_total: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
     bulk: BulkEngine | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> RescoreReport:
     """Store the model as a version, make it active, and rescore every lead with it: by
     the live engine, or with `bulk` by a batch engine (faster on a large store)."""
@@ -64,7 +65,7 @@ def activate_model(
     with writing(engine) as conn:
         version_id = save_version(conn, model, created_by, now)
         set_active(conn, version_id, now)
-    return _rescore(engine, now, bulk, on_total, progress)
+    return _rescore(engine, now, bulk, on_total, progress, on_phase)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,20 +85,30 @@ def rescore_in_bulk(
     now: float,
     on_total: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> RescoreReport:
     """Score every lead with the active model on a batch engine, and write the scores back
     (`write_back`). `remodel`: the model just changed, so every lead's points change for
-    the model's sake (the ledger's reason); otherwise time passed."""
+    the model's sake (the ledger's reason); otherwise time passed. `on_phase` hears which
+    of the two is running: no lead is done until the scoring ends, so a job that counted
+    only leads would sit at zero for most of its time."""
     from qualify.batch.engine import open_backend, run_store
 
     with engine.connect() as conn:
         version_id, model = active_version(conn)
+        leads_now = conn.execute(select(func.count()).select_from(leads)).scalar_one()
+    if on_total is not None:
+        on_total(leads_now)
+    if on_phase is not None:
+        on_phase(f"scoring every lead on {bulk.name}")
     url = engine.url.render_as_string(hide_password=False)
     backend = open_backend(bulk.name, url=url, master=bulk.master)
     try:
         scores = run_store(model, backend, engine, now).table()
     finally:
         backend.close()
+    if on_phase is not None:
+        on_phase("writing the scores back")
     return write_back(
         engine,
         CompiledModel(model),
@@ -119,6 +130,7 @@ def activate_version(
     on_total: Callable[[int], None] | None = None,
     progress: Callable[[int], None] | None = None,
     bulk: BulkEngine | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> RescoreReport:
     """Make a stored version active, and rescore every lead with it (as `activate_model`)."""
     now = clock()
@@ -126,7 +138,7 @@ def activate_version(
         if not any(v.id == version_id for v in list_versions(conn)):
             raise QualifyError(f"no model version #{version_id}: see `GET /api/models`")
         set_active(conn, version_id, now)
-    return _rescore(engine, now, bulk, on_total, progress)
+    return _rescore(engine, now, bulk, on_total, progress, on_phase)
 
 
 def _rescore(
@@ -135,12 +147,21 @@ def _rescore(
     bulk: BulkEngine | None,
     on_total: Callable[[int], None] | None,
     progress: Callable[[int], None] | None,
+    on_phase: Callable[[str], None] | None = None,
 ) -> RescoreReport:
     """Every lead rescored after an activation: live, or in bulk."""
     if bulk is not None:
         return rescore_in_bulk(
-            engine, bulk, remodel=True, now=now, on_total=on_total, progress=progress
+            engine,
+            bulk,
+            remodel=True,
+            now=now,
+            on_total=on_total,
+            progress=progress,
+            on_phase=on_phase,
         )
+    if on_phase is not None:
+        on_phase("rescoring every lead")
     return rescore_all(engine, rebuild=True, now=now, on_total=on_total, progress=progress)
 
 

@@ -49,11 +49,16 @@ class Scheduler:
     """Runs `run_round` every `interval` seconds on a daemon thread until `stop`."""
 
     def __init__(
-        self, engine: Engine, interval: float, after_round: Callable[[], None] | None = None
+        self,
+        engine: Engine,
+        interval: float,
+        after_round: Callable[[], None] | None = None,
+        on_report: Callable[[RoundReport], None] | None = None,
     ) -> None:
         self.engine = engine
         self.interval = interval
         self.after_round = after_round
+        self.on_report = on_report
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="qualify-scheduler", daemon=True)
 
@@ -73,6 +78,8 @@ class Scheduler:
             except Exception:  # a failed round is logged and tried again next time
                 log.exception("scheduled round failed")
                 continue
+            if self.on_report is not None:
+                self.on_report(report)
             if report.breached or report.routed or report.requalified:
                 log.info(
                     "%d SLA breaches (%d reassigned), %d waiting MQLs routed, %d requalified",

@@ -9,7 +9,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from qualify.store.tables import jobs
 
-__all__ = ["create_job", "finish_job", "get_job", "job_progress"]
+__all__ = ["create_job", "finish_job", "get_job", "job_phase", "job_progress"]
 
 
 def create_job(conn: Connection, kind: str, created_by: str, at: float) -> int:
@@ -26,6 +26,10 @@ def job_progress(conn: Connection, job_id: int, done: int, total: int | None) ->
     conn.execute(update(jobs).where(jobs.c.id == job_id).values(done=done, total=total))
 
 
+def job_phase(conn: Connection, job_id: int, phase: str) -> None:
+    conn.execute(update(jobs).where(jobs.c.id == job_id).values(phase=phase))
+
+
 def finish_job(
     conn: Connection,
     job_id: int,
@@ -38,7 +42,7 @@ def finish_job(
     conn.execute(
         update(jobs)
         .where(jobs.c.id == job_id)
-        .values(status=status, result=result, error=error, finished_at=at)
+        .values(status=status, phase=None, result=result, error=error, finished_at=at)
     )
 
 

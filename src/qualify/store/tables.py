@@ -191,6 +191,7 @@ jobs = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("kind", String(40), nullable=False),
     Column("status", String(20), nullable=False),  # running, done, failed
+    Column("phase", String(80)),  # what a running job is doing now, in words
     Column("done", Integer, nullable=False, server_default="0"),
     Column("total", Integer),
     Column("result", Json),
