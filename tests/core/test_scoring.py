@@ -360,3 +360,17 @@ def test_stateless_scoring_as_of_ignores_later_profile_messages() -> None:
     ((_, before, _),) = list(score_events(compiled, messages, at(1)))
     ((_, after, _),) = list(score_events(compiled, messages, at(6)))
     assert (before.fit, after.fit) == (0, 30)
+
+
+def test_distinct_values_compare_as_the_reference_says() -> None:
+    """docs/model-language.md, `distinct`: case and surrounding spaces ignored, numbers by
+    value, never a number and a text, `true` counting as 1 — each example as one event."""
+    m = model(
+        "name: d\nversion: 1\nengagement:\n"
+        "  - name: views\n    event: Viewed\n    distinct: v\n    points: 1\n"
+    )
+    values = [" Pricing ", "pricing", 1, 1.0, "1", "1.0", True, "true", False, 0, [1, 2],
+              [1, 2], None, ""]  # fmt: skip
+    events = [track("Viewed", i * 0.01, v=value) for i, value in enumerate(values)]
+    # pricing, 1 (1.0, true), "1", "1.0", "true", 0 (false), [1, 2]; null and "" not at all
+    assert evaluate(m, {}, events, at(1)).engagement == 7
