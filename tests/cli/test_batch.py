@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,8 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from helpers import jsonl, qualify, seed
+from qualify.batch.engine import open_backend
+from qualify.errors import QualifyError
 from serving import fresh_database
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -130,6 +133,44 @@ def test_batch_on_postgres_says_what_to_grant_a_role_refused_temporary_tables(
             conn.execute(text(f'DROP OWNED BY "{role}"'))
             conn.execute(text(f'DROP ROLE "{role}"'))
         admin.dispose()
+
+
+def test_batch_reads_only_a_store_and_refuses_other_databases_and_outputs(
+    tmp_path: Path,
+) -> None:
+    """`--db` is only read: another application's database (a mistyped URL) is refused and
+    left as it was, not given our tables; an output that cannot be written is refused
+    before any work."""
+    other = tmp_path / "crm.db"
+    with sqlite3.connect(other) as conn:
+        conn.execute("CREATE TABLE contacts (id INTEGER)")
+    done = qualify("batch", str(WORKED), "--db", f"sqlite:///{other}", "--json",
+                   cwd=tmp_path, check=False)  # fmt: skip
+    assert done.returncode == 2 and "holds no Qualify store" in done.stderr
+    with sqlite3.connect(other) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"contacts"}
+    events = jsonl(tmp_path / "e.jsonl", seed("ana", "2026-03-09"))
+    (tmp_path / "taken.csv").mkdir()
+    for out, reason in (
+        (tmp_path / "missing" / "x.csv", "there is no folder"),
+        (tmp_path / "taken.csv", "is a folder"),
+    ):
+        refused = qualify("batch", str(WORKED), "--events", str(events), "--out", str(out),
+                          cwd=tmp_path, check=False)  # fmt: skip
+        assert refused.returncode == 2 and reason in refused.stderr, refused.stderr
+
+
+@pytest.mark.postgres
+def test_batch_on_a_missing_postgres_database_says_so(tmp_path: Path, pg_store: str) -> None:
+    missing = make_url(pg_store).set(database="qualify_no_such_db").render_as_string(False)
+    for engine in ("postgres", "duckdb"):
+        done = qualify("batch", str(WORKED), "--db", missing, "--engine", engine,
+                       cwd=tmp_path, check=False)  # fmt: skip
+        assert done.returncode == 2, done.stderr
+        assert 'database "qualify_no_such_db" does not exist' in done.stderr
+    with pytest.raises(QualifyError, match="--engine postgres cannot connect"):
+        open_backend("postgres", url=missing)  # the service's bulk activation opens it so
 
 
 def test_batch_on_postgres_needs_a_postgresql_store(tmp_path: Path) -> None:

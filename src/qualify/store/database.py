@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, insert
+from sqlalchemy import Connection, Engine, create_engine, event, insert, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
@@ -226,9 +226,27 @@ def open_engine(url: str | None = None, *, migrate: bool = True, create: bool = 
     if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas(synchronous))
         event.listen(engine, "begin", _sqlite_begin)
+    if not create and not _holds_a_store(engine):
+        engine.dispose()
+        raise StoreError(
+            f"{parsed.render_as_string()} holds no Qualify store (no tables of ours), and this "
+            "command does not start one: check --db, or start a store with `qualify model "
+            "activate MODEL.yaml --db …` (or `qualify demo`)"
+        )
     if migrate:
         upgrade(engine)
     return engine
+
+
+def _holds_a_store(engine: Engine) -> bool:
+    """Whether the database was ever migrated by Qualify: another application's database (a
+    mistyped --db) must not get our tables from a command that only reads."""
+    try:
+        return inspect(engine).has_table("alembic_version")
+    except OperationalError as exc:
+        raise StoreError(
+            f"cannot open the database {engine.url.render_as_string()}: {exc.orig}"
+        ) from None
 
 
 def ingest_engine(engine: Engine, url: str | None) -> tuple[Engine, Callable[[], None] | None]:
