@@ -78,6 +78,12 @@ def test_batch_scores_a_store_and_needs_one_input(tmp_path: Path) -> None:
     assert rows["ben"]["score"] == 75 and not rows["ben"]["mql"]
     neither = qualify("batch", str(WORKED), cwd=tmp_path, check=False)
     assert neither.returncode == 2 and "--events FILE.jsonl, or --db URL" in neither.stderr
+    for args, reason in (
+        (["--events", str(events), "--write-back"], "--write-back stores scores in a store"),
+        (["--db", db, "--json", "--out", str(tmp_path / "s.csv")], "use one"),
+    ):
+        wrong = qualify("batch", str(WORKED), *args, cwd=tmp_path, check=False)
+        assert wrong.returncode == 2 and reason in wrong.stderr, wrong.stderr
 
 
 @pytest.fixture
@@ -243,6 +249,12 @@ def test_batch_reads_parquet_and_csv_tables_as_it_reads_json_lines(tmp_path: Pat
     done = qualify("batch", str(WORKED), "--events", str(tmp_path / "e.csv"), "--as-of", AS_OF,
                    "--json", cwd=tmp_path)  # fmt: skip
     assert _scores(done) == expected
+    # Rows without a time take the time of the import, as `qualify ingest` gives them.
+    with (tmp_path / "untimed.csv").open("w", newline="") as f:
+        f.write("type,userId,event\ntrack,cleo,Webinar Attended\n")
+    untimed = _scores(qualify("batch", str(WORKED), "--events", str(tmp_path / "untimed.csv"),
+                              "--json", cwd=tmp_path))  # fmt: skip
+    assert untimed["cleo"][0] == 20
 
 
 def _leads(db: str, cwd: Path) -> dict:

@@ -97,6 +97,10 @@ def batch(
     from qualify.errors import QualifyError
     from qualify.service.files import Problems
 
+    if write_back and db is None:
+        raise QualifyError("--write-back stores scores in a store: give --db URL")
+    if out is not None and as_json:
+        raise QualifyError("--json prints the scores and --out writes them to a file: use one")
     if (events is None) == (db is None):
         raise QualifyError("say what to score: --events FILE.jsonl, or --db URL for a store")
     if engine is Engine.postgres and db is None:
@@ -105,26 +109,24 @@ def batch(
         )
     if out is not None:
         check_output(out)
-    if write_back:
-        if db is None:
-            raise QualifyError("--write-back stores scores in a store: give --db URL")
-        if as_of is not None:
-            raise QualifyError(
-                "--write-back scores the store as of now; leave out --as-of (or write the "
-                "scores as of another time to a file with --out)"
-            )
+    if write_back and as_of is not None:
+        raise QualifyError(
+            "--write-back scores the store as of now; leave out --as-of (or write the "
+            "scores as of another time to a file with --out)"
+        )
     from qualify.service.files import ColumnMapping
 
     columns = ColumnMapping.parse(mapping or [], message_type)
     if events is not None and not events.is_file():
         raise QualifyError(f"no such file: {events}")
     scoring_model = read_model(model)
-    moment = as_of_time(as_of)
+    imported = time.time()  # a table's rows without a time take it, as `qualify ingest` does
+    moment = as_of_time(as_of)  # by default now, so not before `imported`
     problems = Problems()
     started = time.perf_counter()
     backend = open_backend(engine.value, url=db, master=spark_master)
     if events is not None:
-        inputs = _file_inputs(scoring_model, events, moment, problems, columns)
+        inputs = _file_inputs(scoring_model, events, moment, imported, problems, columns)
         run = BatchRun.of_inputs(scoring_model, backend, inputs, moment)
     else:
         store = engine_for(db)
@@ -155,7 +157,7 @@ def batch(
 
 
 def _file_inputs(
-    model: ScoringModel, events: Path, moment: float, problems: Any, columns: Any
+    model: ScoringModel, events: Path, moment: float, imported: float, problems: Any, columns: Any
 ) -> Any:
     from qualify.batch.inputs import from_messages
     from qualify.service.files import read_csv, read_jsonl, read_parquet
@@ -168,7 +170,11 @@ def _file_inputs(
             rows = pq.ParquetFile(events).metadata.num_rows
             task = progress.add_task(f"reading {events.name}", total=rows or None)
             messages = read_parquet(
-                events, columns, problems, progress=lambda n: progress.update(task, completed=n)
+                events,
+                columns,
+                problems,
+                received_at=imported,
+                progress=lambda n: progress.update(task, completed=n),
             )
             return from_messages(model, messages, moment)
         with open_file(events) as raw:
@@ -185,7 +191,8 @@ def _file_inputs(
                 import io
 
                 text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-                return from_messages(model, read_csv(text, columns, problems), moment)
+                messages = read_csv(text, columns, problems, received_at=imported)
+                return from_messages(model, messages, moment)
             return from_messages(model, read_jsonl(lines(), problems), moment)
 
 
