@@ -139,3 +139,35 @@ def test_segments_browser_library_sends_and_the_lead_qualifies(
     assert len(lead["recent_events"]) == 5
     library = {e["payload"]["context"]["library"]["name"] for e in lead["recent_events"]}
     assert library == {"analytics.js"}
+
+
+@pytest.mark.slow
+def test_the_api_reference_renders_without_internet_access(chromium: str, service: Service) -> None:
+    """/docs (Swagger UI) and /redoc load their scripts from the service itself, not from
+    a CDN: a self-hosted server often has no internet access, and CI has none."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        try:
+            page = browser.new_page()
+            elsewhere: list[str] = []
+            page.on(  # what the pages need to work; ReDoc's "powered by" logo may fail
+                "request",
+                lambda r: (
+                    elsewhere.append(r.url)
+                    if r.resource_type in ("script", "stylesheet", "fetch", "xhr")
+                    and not r.url.startswith((service.base, "blob:"))
+                    else None
+                ),
+            )
+            page.goto(f"{service.base}/docs")
+            page.wait_for_selector(
+                '.opblock-summary-path[data-path="/v1/batch"]', timeout=15_000
+            )  # an operation, rendered
+            page.goto(f"{service.base}/redoc")
+            heading = page.locator("h2", has_text="Send a batch of Segment messages")
+            heading.wait_for(timeout=15_000)  # the operation's section, rendered
+        finally:
+            browser.close()
+    assert elsewhere == []

@@ -465,6 +465,13 @@ def test_health_metrics_and_openapi(service: Service) -> None:
     assert "422" not in batch["responses"]  # validation errors are 400, and documented so
     assert "400" in spec["paths"]["/api/leads"]["get"]["responses"]
     assert "422" in spec["paths"]["/api/models"]["post"]["responses"]  # an invalid model
+    # every answer a route gives is in its schema, each with the one error shape
+    assert {"413", "415", "429", "503"} <= set(batch["responses"])
+    assert "Retry-After" in batch["responses"]["429"]["headers"]
+    accept = spec["paths"]["/api/leads/{lead_id}/accept"]["post"]["responses"]
+    assert {"404", "409"} <= set(accept)
+    assert "409" not in spec["paths"]["/api/leads/{lead_id}"]["get"]["responses"]
+    assert "404" in spec["paths"]["/api/jobs/{job_id}"]["get"]["responses"]
     assert httpx.get(f"{service.base}/docs").status_code == 200
 
 

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, Response
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import text
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -139,7 +140,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             writer.dispose()
             engine.dispose()
 
-    app = FastAPI(
+    # FastAPIOffline: FastAPI whose /docs and /redoc load their scripts from this server, not
+    # from a CDN (a self-hosted service may have no internet access; /docs was blank there)
+    app = FastAPIOffline(
         title="Qualify",
         version=__version__,
         summary="Lead qualification: Segment-compatible ingestion, scores, lifecycle",

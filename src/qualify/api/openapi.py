@@ -65,23 +65,49 @@ def install(app: FastAPI) -> None:
             "basic": {"type": "http", "scheme": "basic", "description": "key as user name"},
         }
         doc["security"] = [{"bearer": []}, {"basic": []}]
-        for operations in doc.get("paths", {}).values():
-            for operation in operations.values():
+        for path, operations in doc.get("paths", {}).items():
+            for method, operation in operations.items():
                 responses = operation.setdefault("responses", {})
                 if "HTTPValidationError" in str(responses.get("422", "")):
                     del responses["422"]  # FastAPI's validation answer: 400 here
                 if operation.get("security") == []:  # open routes (health, metrics)
                     continue
-                for status, what in (
-                    ("400", "invalid request"),
-                    ("401", "no or unknown key"),
-                    ("403", "the key's role may not"),
-                ):
+                for status, what in _errors(path, method):
                     responses.setdefault(status, {"description": what, **ERROR_BODY})
+                if "429" in responses:
+                    responses["429"]["headers"] = {
+                        "Retry-After": {
+                            "description": "seconds to wait before sending again",
+                            "schema": {"type": "integer"},
+                        }
+                    }
         app.openapi_schema = doc
         return doc
 
     app.openapi = schema  # type: ignore[method-assign]
+
+
+def _errors(path: str, method: str) -> list[tuple[str, str]]:
+    """The error answers a route can give, by what it is (the codes are in docs/api.md)."""
+    found = [
+        ("400", "invalid request"),
+        ("401", "no or unknown key"),
+        ("403", "the key's role may not"),
+    ]
+    if path.startswith("/v1/"):
+        found += [
+            ("413", "body_too_large: over the body limit"),
+            ("415", "unsupported_encoding: a Content-Encoding other than gzip"),
+            ("429", "rate_limited: over the write key's rate"),
+        ]
+    if "{lead_id}" in path:
+        found.append(("404", "lead_not_found: no lead has this id"))
+        if method == "post":
+            found.append(("409", "transition_not_allowed: with `stage` and `allowed_actions`"))
+    elif "{" in path:
+        found.append(("404", "no such model version, job or subscription"))
+    found.append(("503", "store_unavailable (or, for ingestion, no_active_model): retry"))
+    return found
 
 
 def json_body(schema: dict[str, Any]) -> dict[str, Any]:
