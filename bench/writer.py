@@ -2,7 +2,8 @@
 `Ingestor.ingest_batch`, `--group` messages a transaction, into a fresh store: SQLite with the
 server's checkpointing (a background thread), or PostgreSQL with `--postgres`.
 
-`qualify serve` commits what its concurrent requests sent as one transaction (group commit):
+`qualify serve` commits what its concurrent requests sent as one transaction (group commit),
+and on SQLite syncs each commit to disk in a second thread before answering; so does this:
 8 clients sending batches of 100 make groups of up to 800, and single `/v1/track` calls make
 groups of one or two. This measures that transaction's cost alone, so a change to the writer
 can be compared run by run without the noise of the HTTP stack and its clients.
@@ -27,6 +28,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ from qualify.service.ingest import Ingestor
 from qualify.service.rescore import activate_model
 from qualify.store import open_engine
 from qualify.store import repository as repo
-from qualify.store.database import Checkpointer
+from qualify.store.database import Checkpointer, ingest_engine
 
 
 def arguments() -> argparse.Namespace:
@@ -81,15 +83,24 @@ def one_run(events: list[ActivityEvent], args: argparse.Namespace) -> tuple[floa
         engine = open_engine(url)
         model = load_model(model_path().read_text(), "model.yaml")
         activate_model(engine, model, clock=time.time)
-        checkpoints = Checkpointer(engine) if not args.postgres else None
-        ingestors = [Ingestor(engine) for _ in range(args.ingestors)]
+        # as the server: commits without syncing, and the WAL synced in another thread
+        writer, sync = ingest_engine(engine, url)
+        checkpoints = Checkpointer(engine, also=(writer,)) if not args.postgres else None
+        syncer = stack.enter_context(ThreadPoolExecutor(1))
+        ingestors = [Ingestor(writer) for _ in range(args.ingestors)]
         read = _count_reads()
         start = time.perf_counter()
+        synced = []
         for turn, i in enumerate(range(0, len(events), args.group)):
             ingestors[turn % len(ingestors)].ingest_batch(events[i : i + args.group])
+            if sync is not None:
+                synced.append(syncer.submit(sync))
+        for done in synced:  # every transaction acknowledged: on disk
+            done.result()
         elapsed = time.perf_counter() - start
         if checkpoints is not None:
             checkpoints.stop()
+        writer.dispose()
         engine.dispose()
     shutil.rmtree(folder)
     return elapsed, read()

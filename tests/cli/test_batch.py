@@ -235,6 +235,18 @@ def test_batch_reads_parquet_and_csv_tables_as_it_reads_json_lines(tmp_path: Pat
                    "--as-of", AS_OF, "--json", cwd=tmp_path, check=False)  # fmt: skip
     assert done.returncode == 1 and "e.parquet:11" in done.stderr, done.stderr  # by number
     assert _scores(done) == expected, done.stderr
+    # `qualify ingest` reads the same table into a store (the bad row reported the same way);
+    # `qualify score`, which reads JSON Lines only, says where tables go
+    db = f"sqlite:///{tmp_path / 'tables.db'}"
+    qualify("model", "activate", str(WORKED), "--db", db, cwd=tmp_path)
+    ingested = qualify("ingest", str(tmp_path / "e.parquet"), "--db", db, cwd=tmp_path,
+                       check=False)  # fmt: skip
+    assert ingested.returncode == 1 and "e.parquet:11" in ingested.stderr, ingested.stderr
+    stored = _leads(db, tmp_path)
+    assert (stored["ana"][1], stored["ben"][1]) == (105, 75)  # (stage, score, ...)
+    refused = qualify("score", str(WORKED), str(tmp_path / "e.parquet"), cwd=tmp_path,
+                      check=False)  # fmt: skip
+    assert refused.returncode == 2 and "qualify batch" in refused.stderr
     # CSV: one column per field, the rest are properties (track, page) or traits (identify).
     fields = ["type", "userId", "timestamp", "event", "name"]
     extra = sorted(

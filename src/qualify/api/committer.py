@@ -130,7 +130,7 @@ class Committer:
             if done:
                 try:
                     self.sync()
-                except OSError as exc:
+                except Exception as exc:  # any failure: answered, never left waiting
                     error = StoreError(f"the store could not sync its commit to disk: {exc}")
             for group, report in done:
                 for job in group:

@@ -45,6 +45,12 @@ def score(
     from qualify.service.files import Problems, read_jsonl
     from qualify.service.stateless import score_events
 
+    if events.suffix.lower() in (".csv", ".parquet"):
+        raise QualifyError(
+            f"qualify score reads Segment JSON Lines; score a {events.suffix} table with "
+            f"`qualify batch {model} --events {events}` (the same scores, columns mapped "
+            "as `qualify ingest` maps them)"
+        )
     compiled = CompiledModel(read_model(model))
     moment = as_of_time(as_of)
     problems = Problems()
@@ -112,13 +118,16 @@ def _score_table(ranked: list[Any], limit: int) -> None:
 
 @app.command()
 def ingest(
-    files: Annotated[list[Path], typer.Argument(help="Segment JSON Lines (.jsonl) or CSV files.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(help="Segment JSON Lines (.jsonl), CSV or Parquet files (by suffix)."),
+    ],
     db: DbOption = None,
     mapping: Annotated[
         list[str] | None,
         typer.Option(
             "--map",
-            help="CSV column to message field, e.g. Email=userId, "
+            help="CSV or Parquet column to message field, e.g. Email=userId, "
             "Industry=traits.industry (repeatable).",
         ),
     ] = None,
@@ -126,7 +135,7 @@ def ingest(
         str | None,
         typer.Option(
             "--type",
-            help="Message type of CSV rows (default: track if an `event` column is "
+            help="Message type of table rows (default: track if an `event` column is "
             "mapped, else identify).",
         ),
     ] = None,
@@ -137,7 +146,13 @@ def ingest(
     Bad lines are reported with their line number and skipped; the rest is ingested and the
     exit code is 1. Each batch is committed before the next is read.
     """
-    from qualify.service.files import ColumnMapping, Problems, read_csv, read_jsonl
+    from qualify.service.files import (
+        ColumnMapping,
+        Problems,
+        read_csv,
+        read_jsonl,
+        read_parquet,
+    )
     from qualify.service.ingest import Ingestor, IngestReport
 
     column_mapping = ColumnMapping.parse(mapping or [], message_type)
@@ -152,13 +167,17 @@ def ingest(
         size = path.stat().st_size if path.exists() else 0
         with progress_bar() as progress, open_file(path) as raw, bulk():
             task = progress.add_task(f"ingesting {path.name}", total=size or None)
-            if path.suffix.lower() == ".csv":
+            suffix = path.suffix.lower()
+            if suffix == ".csv":
                 import io
 
                 text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
                 messages: Iterator[ActivityEvent] = read_csv(
                     text, column_mapping, problems, received_at=time.time()
                 )
+            elif suffix == ".parquet":
+                _need_pyarrow(path)
+                messages = read_parquet(path, column_mapping, problems, received_at=time.time())
             else:
                 messages = read_jsonl(raw, problems, keep_raw=True)
             report = ingestor.ingest(
@@ -178,3 +197,12 @@ def ingest(
         render.console.print(f"total: {total.ingested} ingested, {total.new_mqls} new MQLs")
     if skipped:
         raise typer.Exit(1)  # done, but not everything: scripts should notice
+
+
+def _need_pyarrow(path: Path) -> None:
+    try:
+        import pyarrow.parquet  # noqa: F401
+    except ImportError:
+        raise QualifyError(
+            f"reading {path} (Parquet) needs pyarrow: pip install 'qualify[batch]'"
+        ) from None

@@ -266,7 +266,7 @@ def ingest_engine(engine: Engine, url: str | None) -> tuple[Engine, Callable[[],
         return engine, None
     deferred = plain.update_query_dict({"synchronous": "normal"})
     writer = open_engine(deferred.render_as_string(hide_password=False), migrate=False)
-    return writer, WalSync(Path(plain.database or "").expanduser())
+    return writer, WalSync(Path(plain.database or "").expanduser().absolute())
 
 
 class WalSync:
