@@ -381,6 +381,7 @@ def test_a_lead_whose_id_holds_a_slash_is_reached_by_every_route(service: Servic
         assert (refused.status_code, refused.json()["code"]) == (409, "transition_not_allowed")
         nobody = api.get(f"/api/leads/{quote('no/such lead', safe='')}")
         assert (nobody.status_code, nobody.json()["code"]) == (404, "lead_not_found")
+        assert nobody.json()["message"].endswith("see GET /api/leads")  # not a CLI command
 
 
 def test_lead_lists_filter_sort_and_page(service: Service) -> None:

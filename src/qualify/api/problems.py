@@ -47,10 +47,12 @@ class ApiProblem(Exception):
 
 
 def from_domain(exc: QualifyError) -> ApiProblem:
-    if isinstance(exc, LeadNotFound):
-        return ApiProblem(404, "lead_not_found", str(exc))
+    if isinstance(exc, LeadNotFound):  # the domain's message names CLI commands
+        message = f"no lead `{exc.lead_id}` (its userId or anonymousId): see GET /api/leads"
+        return ApiProblem(404, "lead_not_found", message)
     if isinstance(exc, SubscriptionNotFound):
-        return ApiProblem(404, "webhook_not_found", str(exc))
+        message = f"no active webhook subscription #{exc.sub_id}: see GET /api/webhooks"
+        return ApiProblem(404, "webhook_not_found", message)
     if isinstance(exc, TransitionNotAllowed):
         return ApiProblem(
             409,
