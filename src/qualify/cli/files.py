@@ -176,7 +176,6 @@ def ingest(
                     text, column_mapping, problems, received_at=time.time()
                 )
             elif suffix == ".parquet":
-                _need_pyarrow(path)
                 messages = read_parquet(path, column_mapping, problems, received_at=time.time())
             else:
                 messages = read_jsonl(raw, problems, keep_raw=True)
@@ -197,12 +196,3 @@ def ingest(
         render.console.print(f"total: {total.ingested} ingested, {total.new_mqls} new MQLs")
     if skipped:
         raise typer.Exit(1)  # done, but not everything: scripts should notice
-
-
-def _need_pyarrow(path: Path) -> None:
-    try:
-        import pyarrow.parquet  # noqa: F401
-    except ImportError:
-        raise QualifyError(
-            f"reading {path} (Parquet) needs pyarrow: pip install 'qualify[batch]'"
-        ) from None

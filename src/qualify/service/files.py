@@ -167,7 +167,12 @@ def read_parquet(
     Columns map as in CSV. `properties`, `traits` and `context` may be structs or JSON text
     (as an export writes them); timestamps may be Parquet timestamps (naive ones are UTC).
     """
-    import pyarrow.parquet as pq
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - the `batch` extra is part of the test extras
+        raise IngestError(
+            f"reading {path} (Parquet) needs pyarrow: pip install 'qualify[batch]'"
+        ) from None
 
     try:
         source = pq.ParquetFile(path)

@@ -143,7 +143,9 @@ class Checkpointer:
     the writer), so requests keep their latency.
     """
 
-    def __init__(self, engine: Engine, interval: float = 1.0, *, also: tuple[Engine, ...] = ()):
+    def __init__(
+        self, engine: Engine, interval: float = 1.0, *, also: tuple[Engine, ...] = ()
+    ) -> None:
         """`also`: other engines on the same file (a service's writer), whose commits must
         not checkpoint either."""
         self.engine, self.interval = engine, interval
