@@ -13,7 +13,11 @@ then finds that the other wrote since its own last commit, and must forget what 
 wrote. `--postgres URL` runs on a new database on that server instead of SQLite. Besides the
 time, it prints the leads read from the store (what the ingestors did not hold in memory).
 
-    python bench/writer.py [--events 50000] [--group 800] [--runs 3] [--ingestors 1]
+`--held N` first ingests N other leads (one identify each, not timed), which the (first)
+ingestor then holds in memory, as a server does every lead it has written since it started (up to
+`WARM_LIMIT`): a transaction's cost must not grow with them.
+
+    python bench/writer.py [--events 50000] [--group 800] [--runs 3] [--ingestors 1] [--held 0]
                            [--postgres postgresql://postgres@127.0.0.1:5432/test]
 """
 
@@ -51,6 +55,7 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--ingestors", type=int, default=1, help="taking turns, as workers do")
     parser.add_argument("--postgres", help="a PostgreSQL server URL: run there, not on SQLite")
+    parser.add_argument("--held", type=int, default=0, help="other leads held in memory first")
     return parser.parse_args()
 
 
@@ -65,6 +70,24 @@ def messages(count: int) -> list[ActivityEvent]:
             event.raw = line.strip()
             out.append(event)
     return out
+
+
+def held_leads(count: int) -> list[ActivityEvent]:
+    """`count` leads of one identify each, none of them in the generated file."""
+    now = time.time()
+    return [
+        decode_message(
+            {
+                "type": "identify",
+                "userId": f"held-{i}",
+                "messageId": f"held-{i}",
+                "timestamp": "2026-06-01T00:00:00Z",
+                "traits": {"title": "Engineer", "email": f"held-{i}@example.com"},
+            },
+            received_at=now,
+        )
+        for i in range(count)
+    ]
 
 
 def one_run(events: list[ActivityEvent], args: argparse.Namespace) -> tuple[float, int]:
@@ -88,6 +111,9 @@ def one_run(events: list[ActivityEvent], args: argparse.Namespace) -> tuple[floa
         checkpoints = Checkpointer(engine, also=(writer,)) if not args.postgres else None
         syncer = stack.enter_context(ThreadPoolExecutor(1))
         ingestors = [Ingestor(writer) for _ in range(args.ingestors)]
+        held = held_leads(args.held)
+        for i in range(0, len(held), 20_000):  # the first ingestor holds them
+            ingestors[0].ingest_batch(held[i : i + 20_000])
         read = _count_reads()
         start = time.perf_counter()
         synced = []
@@ -135,7 +161,8 @@ def main() -> None:
     store = "PostgreSQL" if args.postgres else "SQLite"
     print(f"machine: {machine()}")
     print(
-        f"{store}, {args.ingestors} ingestor(s) taking turns: {len(events):,} messages in "
+        f"{store}, {args.ingestors} ingestor(s) taking turns, {args.held:,} other leads held: "
+        f"{len(events):,} messages in "
         f"transactions of {args.group}: median {mine:.2f} s "
         f"({', '.join(f'{t:.2f}' for t in times)}) = {len(events) / mine:,.0f} events/s, "
         f"{mine / transactions * 1000:.2f} ms a transaction; leads read from the store: "

@@ -151,19 +151,24 @@ class Ingestor:
     def _keep(self, work: _BatchWork) -> None:
         """After a commit: keep what the transaction loaded and wrote for the next one."""
         book = work.book
-        existing = (work.existing_leads - book.removed) | set(work.earliest)
+        # in place: copying the sets of every lead and account held made each transaction,
+        # even a single message's, cost time in proportion to all the leads held
+        existing = work.existing_leads
+        existing.difference_update(book.removed)
+        existing.update(work.earliest)
         book.removed.clear()
         work.graph.loaded |= work.saved_keys
         self.committed = work.generation
         if work.generation is None or len(book.leads) > WARM_LIMIT:
             return
+        work.existing_accounts.update(work.groups)
         self.warm = _Warm(
             generation=work.generation,
             version_id=work.version_id,
             book=book,
             statuses=work.statuses,
             existing_leads=existing,
-            existing_accounts=work.existing_accounts | work.groups,
+            existing_accounts=work.existing_accounts,
             looked_up=work.looked_up,
             accounts_looked_up=work.accounts_looked_up,
             saved=work.saved,
@@ -408,7 +413,9 @@ class _BatchWork:
         self.saved_keys = {(kind, value) for kind, value, _ in rows}
         repo.save_identities(conn, rows)
         touched = [repo.StoredLead(self.book.leads[i], self.statuses[i]) for i in self.earliest]
-        repo.save_leads(conn, touched, self.existing_leads - self.book.removed, self.saved)
+        removed, held = self.book.removed, self.existing_leads
+        stored = {i for i in self.earliest if i in held and i not in removed}
+        repo.save_leads(conn, touched, stored, self.saved)
         dirty = [self.book.accounts[a] for a in self.groups]
         repo.save_accounts(conn, dirty, self.existing_accounts, self.now)
         owners = _final_owners(self.merges) if self.merges else None
