@@ -3,14 +3,15 @@
 - the arrival order of a lead's events never changes its score;
 - applying events one at a time to a stored state (saved and reloaded between events, split
   across two identities and merged) equals scoring from scratch;
-- each rule earns exactly what a brute-force reading of its definition says.
+- each rule earns exactly what a brute-force reading of its definition says;
+- the fit score's memo never answers for a profile what the rules would not.
 """
 
 from __future__ import annotations
 
 import math
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from qualify.core.activity import decode_message
@@ -18,17 +19,23 @@ from qualify.core.predicates import compile_predicate
 from qualify.core.scoring import (
     CompiledModel,
     ValuesAt,
+    _fit_part,
     evaluate,
+    fit_part,
     normalise_distinct,
     rule_contribution,
     score_state,
 )
 from qualify.core.state import LeadState
 from qualify.model import (
+    AllOf,
+    AnyOf,
     Compare,
     Criteria,
     EngagementRule,
+    FitRule,
     LifecycleSettings,
+    Not,
     Qualification,
     ScoringModel,
 )
@@ -245,3 +252,62 @@ def test_values_kept_at_a_moment_equal_scoring_from_scratch(compiled, events, as
                 assert compiled.rules[i].kind != "each" or half_life is None
             else:
                 assert kept == expected
+
+
+# Fit rules read some of these keys (dotted ones walk into `company`); profiles also carry
+# keys no rule reads, which must not matter, and keys that are read, which must.
+FIT_KEYS = ("industry", "size", "company.size", "company", "title")
+PROFILE_KEYS = (*FIT_KEYS, "email", "name", "company.name")
+VALUES = st.sampled_from(("Fintech", "fintech", "800", 800, 12.5, "CTO", "", None, ["cto", "x"]))
+
+
+def fit_predicates() -> st.SearchStrategy:
+    operands = {  # each operator with operands the model language accepts for it
+        "equals": st.sampled_from(("fintech", "800", 800)),
+        "contains": st.sampled_from(("fin", "80")),
+        "gte": st.sampled_from((100, 12.5)),
+        "exists": st.booleans(),
+        "not_in": st.sampled_from((("fintech",), ("cto", 800))),
+    }
+    compare = st.tuples(st.sampled_from(FIT_KEYS), st.sampled_from(sorted(operands))).flatmap(
+        lambda ko: operands[ko[1]].map(lambda value: Compare(ko[0], ko[1], value))
+    )
+    return st.recursive(
+        compare,
+        lambda inner: st.one_of(
+            st.lists(inner, min_size=1, max_size=3).map(lambda xs: AllOf(tuple(xs))),
+            st.lists(inner, min_size=1, max_size=3).map(lambda xs: AnyOf(tuple(xs))),
+            inner.map(Not),
+        ),
+        max_leaves=4,
+    )
+
+
+def profiles() -> st.SearchStrategy:
+    nested = st.dictionaries(st.sampled_from(("size", "name")), VALUES, max_size=2)
+    return st.dictionaries(
+        st.sampled_from(PROFILE_KEYS),
+        st.one_of(VALUES, nested),
+        max_size=6,
+    )
+
+
+@SETTINGS
+@given(st.lists(fit_predicates(), min_size=1, max_size=4), st.lists(profiles(), max_size=12))
+@example(  # a dotted key read inside a nested value: the nested value is what differs
+    [Compare("company.size", "gte", 100)], [{"company": {"size": 800}}, {"company": {"size": 12}}]
+)
+def test_the_fit_memo_answers_each_profile_as_its_rules_do(predicates, shown) -> None:
+    compiled = CompiledModel(
+        ScoringModel(
+            name="fit",
+            version="1",
+            fit=tuple(FitRule(f"f{i}", p, 10.0 + i) for i, p in enumerate(predicates)),
+            engagement=(),
+            qualification=Qualification(),
+            lifecycle=LifecycleSettings(),
+            routing=(),
+        )
+    )
+    for profile in shown:  # one memo for all: later profiles may be answered from it
+        assert fit_part(compiled, profile) == _fit_part(compiled, profile)

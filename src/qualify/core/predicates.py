@@ -20,7 +20,7 @@ from typing import Any
 
 from qualify.model.predicates import AllOf, AnyOf, Compare, Not, Predicate
 
-__all__ = ["Test", "compile_predicate", "lookup", "to_number"]
+__all__ = ["Test", "compile_predicate", "keys_read", "lookup", "to_number"]
 
 Test = Callable[[Mapping[str, Any]], bool]
 
@@ -190,6 +190,19 @@ def _compare(node: Compare) -> Test:
 
 
 _KNOWN_TEXTS = 4096  # results remembered per `contains`/`starts_with`/`ends_with` test
+
+
+def keys_read(predicate: Predicate | None) -> set[str]:
+    """The top-level keys of a mapping that `predicate`'s test can read: each key compared
+    and, for a dotted key, its first part too (`lookup` walks into it). The test's result is
+    a function of those entries alone."""
+    if predicate is None:
+        return set()
+    if isinstance(predicate, Compare):
+        return {predicate.key, predicate.key.split(".", 1)[0]}
+    if isinstance(predicate, Not):
+        return keys_read(predicate.item)
+    return set().union(*(keys_read(item) for item in predicate.items))
 
 
 def compile_predicate(predicate: Predicate | None) -> Test:

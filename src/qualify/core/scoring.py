@@ -28,7 +28,7 @@ from typing import Any
 import orjson
 
 from qualify.core.activity import ActivityEvent
-from qualify.core.predicates import Test, compile_predicate, lookup
+from qualify.core.predicates import Test, compile_predicate, keys_read, lookup
 from qualify.core.qualification import criteria_hold, first_match
 from qualify.core.state import Hit, LeadState
 from qualify.model.rules import EngagementRule
@@ -129,6 +129,11 @@ class CompiledModel:
     def __init__(self, model: ScoringModel) -> None:
         self.model = model
         self.fit_tests: list[Test] = [compile_predicate(r.when) for r in model.fit]
+        # what the fit score reads of a profile: its memo is keyed by these entries alone,
+        # so leads alike in what fit rules test share it (e-mails and names differ)
+        self.fit_keys: tuple[str, ...] = tuple(
+            sorted(set().union(*(keys_read(r.when) for r in model.fit)))
+        )
         self.rules: tuple[EngagementRule, ...] = model.engagement
         self.where: list[Test | None] = [
             compile_predicate(r.where) if r.where is not None else None for r in self.rules
@@ -332,10 +337,11 @@ def fit_part(
     """The fit score and its contributions: a function of the profile alone.
 
     Profiles change rarely while a lead is scored again and again (at each event, each
-    batch), so results are remembered by the profile's content.
+    batch), so results are remembered by the content of the entries fit rules read.
     """
+    read = {k: profile[k] for k in compiled.fit_keys if k in profile}
     try:
-        key = orjson.dumps(profile, option=orjson.OPT_SORT_KEYS)
+        key = orjson.dumps(read, option=orjson.OPT_SORT_KEYS)
     except TypeError:  # a profile that is not JSON (only built by hand): no memo
         return _fit_part(compiled, profile)
     found = compiled.fit_memo.get(key)
