@@ -153,21 +153,20 @@ class Ingestor:
         book = work.book
         # in place: copying the sets of every lead and account held made each transaction,
         # even a single message's, cost time in proportion to all the leads held
-        existing = work.existing_leads
-        existing.difference_update(book.removed)
-        existing.update(work.earliest)
+        work.existing_leads.difference_update(book.removed)
+        work.existing_leads.update(work.earliest)
+        work.existing_accounts.update(work.groups)
         book.removed.clear()
         work.graph.loaded |= work.saved_keys
         self.committed = work.generation
         if work.generation is None or len(book.leads) > WARM_LIMIT:
             return
-        work.existing_accounts.update(work.groups)
         self.warm = _Warm(
             generation=work.generation,
             version_id=work.version_id,
             book=book,
             statuses=work.statuses,
-            existing_leads=existing,
+            existing_leads=work.existing_leads,
             existing_accounts=work.existing_accounts,
             looked_up=work.looked_up,
             accounts_looked_up=work.accounts_looked_up,
