@@ -12,6 +12,7 @@ import httpx
 import orjson
 import pytest
 from segment.analytics import Client
+from sqlalchemy import create_engine, text
 
 from serving import Service, start_service, stop_service
 
@@ -500,5 +501,29 @@ def test_over_the_rate_limit_the_answer_is_429_with_retry_after(tmp_path) -> Non
         assert limited.status_code == 429
         assert limited.json()["code"] == "rate_limited"
         assert int(limited.headers["Retry-After"]) >= 1
+    finally:
+        stop_service(running)
+
+
+def test_a_server_failure_is_answered_in_one_line_and_logged_whole(tmp_path) -> None:
+    """The caller of a 5xx gets the JSON error; the operator gets the request and the
+    traceback in the server's log, where it can be diagnosed."""
+    running = start_service(f"sqlite:///{tmp_path / 'broken.db'}")
+    try:
+        with running.client("read") as api:
+            assert api.get("/api/leads").status_code == 200
+            breaker = create_engine(running.db)
+            with breaker.begin() as conn:  # the store loses a table under the running server
+                conn.execute(text("DROP TABLE leads"))
+            breaker.dispose()
+            failed = api.get("/api/leads")
+        assert failed.status_code == 503
+        assert failed.json()["code"] == "store_unavailable"
+        assert "no such table: leads" in failed.json()["message"]
+        assert "Traceback" not in failed.text
+        log = running.output()
+        assert "ERROR:    GET /api/leads answered 503 store_unavailable" in log
+        assert "Traceback (most recent call last)" in log
+        assert "sqlite3.OperationalError: no such table: leads" in log
     finally:
         stop_service(running)

@@ -5,6 +5,7 @@ Errors the domain raises (`QualifyError` and its kinds) map to statuses here, in
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -24,6 +25,8 @@ from qualify.errors import (
 )
 
 __all__ = ["ApiProblem", "install"]
+
+log = logging.getLogger("qualify.api")
 
 
 class ApiProblem(Exception):
@@ -86,8 +89,11 @@ def install(app: FastAPI) -> None:
         return exc.response()
 
     @app.exception_handler(QualifyError)
-    async def _domain(_: Request, exc: QualifyError) -> JsonResponse:
-        return from_domain(exc).response()
+    async def _domain(request: Request, exc: QualifyError) -> JsonResponse:
+        problem = from_domain(exc)
+        if problem.status >= 500:
+            _log_failure(request, problem, exc)
+        return problem.response()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JsonResponse:
@@ -111,19 +117,38 @@ def install(app: FastAPI) -> None:
         return ApiProblem(400, "invalid_request", "; ".join(reasons)).response()
 
     @app.exception_handler(SQLAlchemyError)
-    async def _store(_: Request, exc: SQLAlchemyError) -> JsonResponse:
+    async def _store(request: Request, exc: SQLAlchemyError) -> JsonResponse:
         reason = getattr(exc, "orig", None) or exc
         message = f"the store refused the operation: {reason}"
         if isinstance(exc, OperationalError | InterfaceError):  # the database is unreachable
-            return ApiProblem(503, "store_unavailable", message).response()
-        return ApiProblem(500, "store_error", message).response()
+            problem = ApiProblem(503, "store_unavailable", message)
+        else:
+            problem = ApiProblem(500, "store_error", message)
+        _log_failure(request, problem, exc)
+        return problem.response()
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> JsonResponse:
+    async def _unexpected(request: Request, exc: Exception) -> JsonResponse:
         message = f"unexpected error: {type(exc).__name__}: {exc}"
-        return ApiProblem(500, "internal_error", message).response()
+        problem = ApiProblem(500, "internal_error", message)
+        _log_failure(request, problem, exc)
+        return problem.response()
 
     @app.exception_handler(HTTPException)
     async def _http(_: Request, exc: HTTPException) -> JsonResponse:
         code = _CODES.get(exc.status_code, "http_error")
         return ApiProblem(exc.status_code, code, str(exc.detail)).response()
+
+
+def _log_failure(request: Request, problem: ApiProblem, exc: BaseException) -> None:
+    """A 5xx is the server's failure, not the caller's: the caller gets one line, so the
+    operator's log gets the request and the whole traceback (which statement, which lock)."""
+    log.error(
+        "%s %s answered %d %s: %s",
+        request.method,
+        request.url.path,
+        problem.status,
+        problem.code,
+        problem.message,
+        exc_info=exc,
+    )

@@ -1,9 +1,10 @@
 """Commands of the HTTP service: serve, and the keys it accepts."""
 
 # No `from __future__ import annotations`: Typer reads the annotations at run time.
+import copy
 import os
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -68,6 +69,7 @@ def serve(
     os.environ["QUALIFY_WEBHOOK_MAX_ATTEMPTS"] = str(webhook_max_attempts)
     uvicorn.run(
         "qualify.api.app:app_from_env",
+        log_config=_log_config(),
         factory=True,
         host=host,
         port=port,
@@ -75,6 +77,16 @@ def serve(
         log_level="info",
         access_log=access_log,
     )
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, and ours through the same handler and format: a 5xx answer's
+    traceback, a failed scheduler or webhook round, each line as `ERROR:    …`."""
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["qualify"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 @keys_app.command("create")
