@@ -3,8 +3,9 @@ same model (the practical limit) and the live engine, on the demo file and the 2
 model.
 
 Runs alternate (plan, hand-written, live) so that a noisy machine slows all three alike.
-The input pass (decoding, identity, profiles: Python) is timed apart from the plan; the
-plan and the hand-written query read the same DuckDB tables.
+The input pass (decoding, identity, profiles: Python) is timed apart from the plan, once in
+this process and once with a decoding worker per CPU (`qualify batch`'s way; the two must
+give the same tables); the plan and the hand-written query read the same DuckDB tables.
 
     python bench/batch.py [--events 1000000] [--runs 3] [--leads N]
 
@@ -13,6 +14,7 @@ The issue's size: `--events 10000000 --leads 1000000`.
 
 from __future__ import annotations
 
+import os
 import statistics
 import subprocess
 import sys
@@ -22,7 +24,7 @@ import duckdb
 import ibis
 
 from common import arguments, events_file, machine, model_path
-from qualify.batch.inputs import from_messages
+from qualify.batch.inputs import from_jsonl, from_messages
 from qualify.batch.plan import compile_plan
 from qualify.cli.shared import bulk
 from qualify.core.activity import parse_time
@@ -133,8 +135,15 @@ def main() -> None:
 
     start = time.perf_counter()
     with path.open("rb") as lines, bulk():  # the garbage-collector setting the CLI uses
-        inputs = from_messages(model, read_jsonl(lines, Problems()), AS_OF)
+        serial = from_messages(model, read_jsonl(lines, Problems()), AS_OF)
+    serial_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    with bulk():
+        inputs = from_jsonl(model, path, AS_OF, Problems())  # a worker per CPU, as the CLI
     input_seconds = time.perf_counter() - start
+    if not (inputs.events.equals(serial.events) and inputs.profiles.equals(serial.profiles)):
+        raise SystemExit("the workers' input pass differs from the in-process one")
+    del serial
 
     def plan() -> tuple[float, float, int]:
         """(seconds to compile the plan to SQL, seconds to compile and run it, MQLs)."""
@@ -187,7 +196,9 @@ def main() -> None:
     print(f"file: {count:,} messages; {inputs.events.num_rows:,} rule events, "
           f"{inputs.profiles.num_rows:,} leads; model: 20 rules")  # fmt: skip
     print(f"MQLs (plan, hand-written): {sorted(mqls)}")
-    print(f"input pass (Python: decode, identity, profiles): {input_seconds:.2f}s")
+    print(f"input pass (Python: decode, identity, profiles), in this process: "
+          f"{serial_seconds:.2f}s; with {os.cpu_count()} decoding workers: {input_seconds:.2f}s "
+          f"({serial_seconds / input_seconds:.2f}x)")  # fmt: skip
     print(f"compiled plan on DuckDB:  {show(plans)}, of which compiling to SQL {show(compiles)}")
     print(f"hand-written DuckDB SQL:  {show(hands)}")
     print(f"ratio plan / hand-written: {statistics.median(plans) / statistics.median(hands):.2f}")

@@ -102,15 +102,20 @@ def models(draw: st.DrawFn) -> ScoringModel:
 
 @st.composite
 def histories(draw: st.DrawFn) -> list[ActivityEvent]:
-    """Several people, some first seen anonymously and identified later; traits and an
-    account; duplicates of a messageId; events with and without the properties rules read."""
+    """Several people, some first seen anonymously and identified later (identify, alias,
+    or an event carrying both ids, perhaps another person's anonymous id: a merge); traits
+    and an account; duplicates of a messageId; events with and without the properties
+    rules read."""
     events = []
     for i in range(draw(st.integers(0, 40))):
         person = draw(st.integers(0, 3))
         anonymous = draw(st.booleans())
         ids = {"anonymousId": f"anon{person}"} if anonymous else {"userId": f"user{person}"}
+        if not anonymous and draw(st.integers(0, 3)) == 0:
+            ids["anonymousId"] = f"anon{draw(st.integers(0, 3))}"
         days = draw(st.integers(0, 40)) / 2  # half days: plenty of ties
-        kind = draw(st.sampled_from(("track", "track", "page", "identify", "group", "dup")))
+        kinds = ("track", "track", "page", "identify", "group", "dup", "alias")
+        kind = draw(st.sampled_from(kinds))
         message: dict = {"messageId": f"m{i:03d}", "timestamp": T0 + days * DAY, **ids}
         if kind == "dup" and i > 0:
             message["messageId"] = f"m{draw(st.integers(0, i - 1)):03d}"
@@ -139,6 +144,12 @@ def histories(draw: st.DrawFn) -> list[ActivityEvent]:
                     "country": draw(st.sampled_from(("US", "DE"))),
                     **({"email": f"p{person}@x.io"} if draw(st.booleans()) else {}),
                 },
+            )
+        elif kind == "alias":
+            message.update(
+                type="alias",
+                userId=f"user{person}",
+                previousId=draw(st.sampled_from(("anon0", "anon1", "user2"))),
             )
         else:
             message.update(

@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 
 from helpers import jsonl, qualify, seed
 from qualify.batch.engine import open_backend
+from qualify.batch.jsonl import CHUNK_BYTES
 from qualify.errors import QualifyError
 from serving import fresh_database
 
@@ -64,6 +65,28 @@ def test_batch_writes_parquet_and_csv_and_reports_bad_lines(tmp_path: Path) -> N
         "batch", str(WORKED), "--events", str(events), "--out", "x.txt", cwd=tmp_path, check=False
     )
     assert wrong.returncode == 2 and ".parquet or .csv" in wrong.stderr
+
+
+@pytest.mark.slow
+def test_batch_decodes_a_large_file_in_several_processes_as_in_one(tmp_path: Path) -> None:
+    """A file of several 16 MB ranges, decoded by two worker processes, scores exactly as
+    when this process decodes it alone; its bad line is reported with the same number."""
+    messages: list = []
+    for i in range(60_000):  # two of three see pricing twice in 7 days: MQLs
+        messages += seed(f"lead{i:05d}", "2026-03-09" if i % 3 else "2026-03-11")
+        if i == 40_000:
+            messages.append("{not json")
+    events = jsonl(tmp_path / "big.jsonl", messages)
+    assert events.stat().st_size > 2 * CHUNK_BYTES
+    bad = f"big.jsonl:{messages.index('{not json') + 1}: skipped"
+    scores = []
+    for jobs in ("1", "2"):
+        arguments = ("--events", str(events), "--as-of", AS_OF, "--json", "--jobs", jobs)
+        done = qualify("batch", str(WORKED), *arguments, cwd=tmp_path, check=False)
+        assert done.returncode == 1 and bad in done.stderr, done.stderr
+        scores.append({row["lead_id"]: row for row in map(json.loads, done.stdout.splitlines())})
+    assert len(scores[0]) == 60_000 and scores[0] == scores[1]
+    assert sum(row["mql"] for row in scores[0].values()) == 40_000
 
 
 def test_batch_scores_a_store_and_needs_one_input(tmp_path: Path) -> None:

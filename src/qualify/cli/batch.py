@@ -3,7 +3,6 @@
 # No `from __future__ import annotations`: Typer reads the annotations at run time.
 import sys
 import time
-from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -74,6 +73,13 @@ def batch(
         str | None,
         typer.Option("--type", help="Message type of CSV/Parquet rows without a `type`."),
     ] = None,
+    jobs: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Processes decoding a JSON Lines file at once (default: one per CPU).",
+        ),
+    ] = None,
     as_json: JsonOption = False,
     limit: Annotated[int, typer.Option(help="Rows in the table (not for --json/--out).")] = 20,
     write_back: Annotated[
@@ -124,9 +130,10 @@ def batch(
     moment = as_of_time(as_of)  # by default now, so not before `imported`
     problems = Problems()
     started = time.perf_counter()
+    if events is not None:  # before the engine starts: the decoding workers fork this process
+        inputs = _file_inputs(scoring_model, events, moment, imported, problems, columns, jobs)
     backend = open_backend(engine.value, url=db, master=spark_master)
     if events is not None:
-        inputs = _file_inputs(scoring_model, events, moment, imported, problems, columns)
         run = BatchRun.of_inputs(scoring_model, backend, inputs, moment)
     else:
         store = engine_for(db)
@@ -157,10 +164,16 @@ def batch(
 
 
 def _file_inputs(
-    model: ScoringModel, events: Path, moment: float, imported: float, problems: Any, columns: Any
+    model: ScoringModel,
+    events: Path,
+    moment: float,
+    imported: float,
+    problems: Any,
+    columns: Any,
+    jobs: int | None,
 ) -> Any:
-    from qualify.batch.inputs import from_messages
-    from qualify.service.files import read_csv, read_jsonl, read_parquet
+    from qualify.batch.inputs import from_jsonl, from_messages
+    from qualify.service.files import read_csv, read_parquet
 
     suffix = events.suffix.lower()
     with progress_bar() as progress, bulk():
@@ -177,23 +190,25 @@ def _file_inputs(
                 progress=lambda n: progress.update(task, completed=n),
             )
             return from_messages(model, messages, moment)
-        with open_file(events) as raw:
-            task = progress.add_task(f"reading {events.name}", total=events.stat().st_size or None)
+        task = progress.add_task(f"reading {events.name}", total=events.stat().st_size or None)
+        if suffix == ".csv":
+            import io
 
-            def lines() -> Iterator[bytes]:  # the bar follows the file's position, now and then
-                for number, line in enumerate(raw):
-                    if number % 10_000 == 0:
-                        progress.update(task, completed=raw.tell())
-                    yield line
-                progress.update(task, completed=raw.tell())
-
-            if suffix == ".csv":
-                import io
-
+            with open_file(events) as raw:
                 text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
                 messages = read_csv(text, columns, problems, received_at=imported)
-                return from_messages(model, messages, moment)
-            return from_messages(model, read_jsonl(lines(), problems), moment)
+                inputs = from_messages(model, messages, moment)
+                progress.update(task, completed=raw.tell())
+                return inputs
+        open_file(events).close()  # a clear error when it cannot be read
+        return from_jsonl(
+            model,
+            events,
+            moment,
+            problems,
+            workers=jobs,
+            progress=lambda done: progress.update(task, completed=done),
+        )
 
 
 def _active_version_of(store: Any, model: ScoringModel) -> int:

@@ -84,7 +84,10 @@ class IdentityGraph:
         """The lead of a message that changes no identity — every id it carries already
         points to that one lead — or None when it needs `resolve`. Checked for every
         message ingested or scored, so it is kept to two lookups."""
-        user, anonymous = event.user_id, event.anonymous_id
+        return self.settled_ids(event.user_id, event.anonymous_id)
+
+    def settled_ids(self, user: str | None, anonymous: str | None) -> str | None:
+        """`settled` for a message's ids, when the message itself is not at hand."""
         by_user = self.users.get(user) if user is not None else None
         by_anonymous = self.anonymous.get(anonymous) if anonymous is not None else None
         lead_id = by_user or by_anonymous

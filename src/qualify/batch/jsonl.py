@@ -1,0 +1,241 @@
+"""Messages taken for the batch input pass as `Record`s, and a JSON Lines file read into
+them by several processes at once.
+
+Decoding is most of the input pass's time, and each line decodes alone; what must happen
+in file order (the first copy of a messageId wins, the first user an anonymous id meets
+claims it) is cheap once the line is decoded. So worker processes decode byte ranges of the
+file, and the caller's process takes their records in file order — the same code that takes
+the records of messages decoded in-process (`records_of`). The rows rules read (`RuleRows`)
+are built where the messages are decoded, as Arrow columns; the taker only says which of
+them to keep (not the copies of a messageId seen before).
+
+A record carries its message only where the taker may need it: a message without a rule
+name (identify, group, alias), and the first message of each combination of ids in its
+range. A later one with the same ids finds them settled on one lead, and then changes no
+identity or profile — unless that first one was a copy, dropped: then the taker reads its
+line again by its offset.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import multiprocessing.context
+import os
+from collections import deque
+from collections.abc import Callable, Collection, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import orjson
+import pyarrow as pa
+
+from qualify.core.activity import ActivityEvent, decode_line
+from qualify.errors import MessageError, QualifyError
+
+__all__ = [
+    "RULE_ROWS",
+    "Record",
+    "RuleRows",
+    "chunk_bounds",
+    "line_at",
+    "parallel_records",
+    "records_of",
+]
+
+# (messageId, rule name, userId, anonymousId, the message — or its line, from a worker —
+# when the taker may need it, the line's offset in the file, whether it is a rule row)
+Record = tuple[str, str, str | None, str | None, ActivityEvent | bytes | None, int, bool]
+
+RULE_ROWS = pa.schema(
+    [
+        ("message_id", pa.string()),
+        ("name", pa.string()),
+        ("ts", pa.float64()),
+        ("properties", pa.string()),
+        ("user_id", pa.string()),
+        ("anonymous_id", pa.string()),
+    ]
+)
+
+_PACK = msgspec.msgpack.Encoder().encode
+_UNPACK = msgspec.msgpack.Decoder().decode
+CHUNK_BYTES = 16 * 1024 * 1024  # a worker's task: big enough that handing it over is cheap
+
+
+class RuleRows:
+    """The messages rules can match, column by column, in the order they came."""
+
+    def __init__(self) -> None:
+        self.columns: list[list[Any]] = [[], [], [], [], [], []]
+
+    def add(self, event: ActivityEvent) -> None:
+        message_ids, names, times, properties, users, anonymous = self.columns
+        message_ids.append(event.message_id)
+        names.append(event.name)
+        times.append(event.timestamp)
+        properties.append(orjson.dumps(event.properties).decode())
+        users.append(event.user_id)
+        anonymous.append(event.anonymous_id)
+
+    def table(self) -> pa.Table:
+        return pa.table(self.columns, schema=RULE_ROWS)
+
+
+def records_of(
+    events: Iterable[ActivityEvent], named: Collection[str], rows: RuleRows
+) -> Iterator[Record]:
+    """Records of messages decoded in this process (each carries its message); the rule
+    rows go to `rows` as the records are taken."""
+    for event in events:
+        name = event.name
+        rule = name in named
+        if rule:
+            rows.add(event)
+        yield event.message_id, name, event.user_id, event.anonymous_id, event, -1, rule
+
+
+def chunk_bounds(path: Path, chunk_bytes: int = CHUNK_BYTES) -> list[tuple[int, int]]:
+    """Byte ranges of about `chunk_bytes` that start and end at line boundaries."""
+    size = path.stat().st_size
+    bounds: list[tuple[int, int]] = []
+    start = 0
+    with path.open("rb") as file:
+        while start < size:
+            file.seek(min(start + chunk_bytes, size))
+            if file.tell() < size:
+                file.readline()  # to the end of the line the cut falls in
+            end = max(file.tell(), start + 1)
+            bounds.append((start, end))
+            start = end
+    return bounds
+
+
+# The ids of the messages this worker has decoded (emptied when it starts, and when it holds
+# `_COMBOS_KEPT`): its ranges come in file order, so a message whose ids are here had one
+# with the same ids before it in the file.
+_COMBOS: set[tuple[str | None, str | None]] = set()
+_COMBOS_KEPT = 2_000_000
+
+
+def decode_chunk(
+    path: str, start: int, end: int, received_at: float | None, named: frozenset[str]
+) -> tuple[bytes, pa.Table]:
+    """The lines of a byte range, bad lines as (line within the range, reason), and the
+    records, packed as MessagePack (flat records pack and unpack several times faster than
+    pickled ones; a message goes as its line, decoded again only if the taker needs it);
+    and the range's rule rows. Runs in a worker process; blank and bad lines are skipped as
+    `read_jsonl` skips them."""
+    with open(path, "rb") as file:
+        file.seek(start)
+        data = file.read(end - start)
+    lines = data.split(b"\n")
+    if lines[-1] == b"":  # the range ends with a newline: no line after it
+        lines.pop()
+    problems: list[tuple[int, str]] = []
+    records: list[tuple[Any, ...]] = []
+    append = records.append
+    rows = RuleRows()
+    combos = _COMBOS
+    if len(combos) > _COMBOS_KEPT:
+        combos.clear()
+    offset = start
+    for number, line in enumerate(lines, start=1):
+        at, offset = offset, offset + len(line) + 1
+        if not line or line.isspace():
+            continue
+        try:
+            event = decode_line(line, received_at=received_at)
+        except MessageError as exc:
+            problems.append((number, exc.reason))
+            continue
+        name, user, anonymous = event.name, event.user_id, event.anonymous_id
+        message: bytes | None = line
+        if name:
+            combo = (user, anonymous)
+            if combo in combos:
+                message = None
+            else:
+                combos.add(combo)
+        rule = name in named
+        if rule:
+            rows.add(event)
+        append((event.message_id, name, user, anonymous, message, at, rule))
+    return _PACK((len(lines), problems, records)), rows.table()
+
+
+def _start_worker() -> None:
+    _COMBOS.clear()  # a forked worker must not believe what its parent's calls decoded
+    gc.disable()  # it keeps only the lists of its range and `_COMBOS`, and makes no cycles
+
+
+def line_at(path: Path, offset: int, received_at: float | None) -> ActivityEvent:
+    """The message on the line at `offset` (a worker decoded it once already)."""
+    with path.open("rb") as file:
+        file.seek(offset)
+        return decode_line(file.readline(), received_at=received_at)
+
+
+def parallel_records(
+    path: Path,
+    named: Collection[str],
+    tables: list[pa.Table],
+    report: Callable[[int, str], None],
+    *,
+    received_at: float | None = None,
+    workers: int | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+    progress: Callable[[int], None] | None = None,
+) -> Iterator[Record]:
+    """The file's records in file order, decoded by `workers` processes (one per CPU by
+    default); each range's rule rows are appended to `tables` before its records come.
+    Bad lines go to `report(line number, reason)`, numbered as in the file; `progress` gets
+    the bytes read so far. At most two ranges a worker are decoded ahead of the taker, so
+    memory stays bounded however large the file."""
+    workers = workers or os.cpu_count() or 1
+    tasks = iter(chunk_bounds(path, chunk_bytes))
+    frozen = frozenset(named)
+    pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker)
+    pending: deque[tuple[int, Future[tuple[bytes, pa.Table]]]] = deque()
+
+    def submit() -> None:
+        bound = next(tasks, None)
+        if bound is not None:
+            arguments = (str(path), *bound, received_at, frozen)
+            pending.append((bound[1], pool.submit(decode_chunk, *arguments)))
+
+    try:
+        for _ in range(2 * workers):
+            submit()
+        lines_before = 0
+        while pending:
+            end, future = pending.popleft()
+            try:
+                packed, table = future.result()
+            except BrokenProcessPool:
+                raise QualifyError(
+                    f"a process decoding {path} died (out of memory?): try fewer --jobs"
+                ) from None
+            submit()
+            count, problems, records = _UNPACK(packed)
+            for number, reason in problems:
+                report(lines_before + number, reason)
+            lines_before += count
+            tables.append(table)
+            yield from records  # type: ignore[misc]
+            if progress is not None:
+                progress(end)
+    finally:
+        pool.shutdown(cancel_futures=True)
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    """fork where there is one: a spawned worker would first import the caller's main
+    module (`python -m qualify` would run the command again) and the libraries it imports.
+    A forked worker runs only `decode_chunk`, which takes no lock another thread of the
+    caller (a progress bar's) may have held when it forked."""
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("fork" if "fork" in methods else "spawn")

@@ -1,0 +1,161 @@
+"""A JSON Lines file read by worker processes gives exactly the input pass of the same file
+read in-process: the same rule rows and profiles, the same bad lines with the same numbers —
+with ranges small enough that ids, copies of a messageId and merges cross between them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from qualify.batch.inputs import BatchInputs, from_jsonl, from_messages
+from qualify.batch.jsonl import chunk_bounds
+from qualify.model import (
+    Compare,
+    Criteria,
+    EngagementRule,
+    FitRule,
+    LifecycleSettings,
+    Qualification,
+    ScoringModel,
+)
+from qualify.service.files import Problems, read_jsonl
+
+T0 = 1_772_323_200.0
+RECEIVED = T0 + 99.0
+MODEL = ScoringModel(
+    name="jsonl",
+    version="1",
+    fit=(FitRule("fit", Compare("industry", "equals", "software"), 10),),
+    engagement=(
+        EngagementRule(name="views", events=("page",), points=5),
+        EngagementRule(name="a", events=("a",), points=10),
+    ),
+    qualification=Qualification(mql=Criteria(score_at_least=10)),
+    lifecycle=LifecycleSettings(),
+    routing=(),
+)
+BAD_LINES = (
+    b"{not json",
+    b'{"type": "track", "event": "a", "messageId": "x"}',
+    b"[1, 2]",
+    b'{"type": "shout", "userId": "u1", "messageId": "y"}',
+)
+
+
+@st.composite
+def lines(draw: st.DrawFn) -> list[bytes]:
+    """Messages about a few people, who are seen under several ids (both ids on one
+    message, identify, alias) in any order; copies of earlier messageIds; blank and bad
+    lines; messages without a timestamp (they take the time the file was received)."""
+    out: list[bytes] = []
+    for i in range(draw(st.integers(0, 60))):
+        kind = draw(st.sampled_from(("track", "page", "identify", "group", "alias", "bad", "")))
+        if kind == "bad":
+            out.append(draw(st.sampled_from(BAD_LINES)))
+            continue
+        if kind == "":
+            out.append(draw(st.sampled_from((b"", b"   ", b"\t"))))
+            continue
+        message_id = f"m{draw(st.integers(0, i)) if draw(st.booleans()) else i}"
+        message: dict = {"type": kind, "messageId": message_id}
+        if draw(st.integers(0, 9)):
+            message["timestamp"] = T0 + draw(st.integers(0, 20)) * 3600
+        ids = draw(st.sampled_from(("user", "anonymous", "both")))
+        if ids != "anonymous" or kind == "alias":
+            message["userId"] = f"u{draw(st.integers(0, 3))}"
+        if ids != "user" and kind != "alias":
+            message["anonymousId"] = f"a{draw(st.integers(0, 3))}"
+        if kind == "track":
+            message["event"] = draw(st.sampled_from(("a", "A", "b")))
+            message["properties"] = {"n": draw(st.integers(0, 3))}
+        elif kind == "page":
+            message["properties"] = {"path": draw(st.sampled_from(("/p", "/pricing")))}
+        elif kind == "identify":
+            message["traits"] = {"industry": draw(st.sampled_from(("software", "retail")))}
+        elif kind == "group":
+            message["groupId"] = f"g{draw(st.integers(0, 1))}"
+            message["traits"] = {"plan": "pro"}
+        else:
+            message["previousId"] = draw(st.sampled_from(("a0", "a1", "u2", "u3")))
+        out.append(orjson.dumps(message))
+    return out
+
+
+def serial(path: Path) -> tuple[BatchInputs, list]:
+    problems = Problems()
+    with path.open("rb") as file:
+        inputs = from_messages(MODEL, read_jsonl(file, problems, received_at=RECEIVED), T0)
+    return inputs, problems.items
+
+
+def parallel(path: Path, chunk_bytes: int) -> tuple[BatchInputs, list]:
+    problems = Problems()
+    inputs = from_jsonl(
+        MODEL, path, T0, problems, received_at=RECEIVED, workers=2, chunk_bytes=chunk_bytes
+    )
+    return inputs, problems.items
+
+
+def assert_same(one: tuple[BatchInputs, list], other: tuple[BatchInputs, list]) -> None:
+    assert one[0].events.to_pylist() == other[0].events.to_pylist()
+    assert one[0].profiles.to_pylist() == other[0].profiles.to_pylist()
+    assert one[1] == other[1]
+
+
+@pytest.mark.slow
+def test_workers_read_a_file_exactly_as_one_process_does(tmp_path: Path) -> None:
+    @settings(
+        max_examples=60,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(lines(), st.integers(1, 300), st.booleans())
+    def check(content: list[bytes], chunk_bytes: int, trailing_newline: bool) -> None:
+        path = tmp_path / "messages.jsonl"
+        path.write_bytes(b"\n".join(content) + (b"\n" if trailing_newline else b""))
+        assert_same(serial(path), parallel(path, chunk_bytes))
+
+    check()
+
+
+def test_a_copy_dropped_at_the_start_of_a_range_leaves_its_ids_to_the_next(
+    tmp_path: Path,
+) -> None:
+    """The first message of the ids (u1, a1) in the second range is a copy of a messageId
+    seen in the first: dropped. The next message with those ids arrives without its line
+    (a worker sent the first) and must be read again, or u1 and a1 would never be linked."""
+    first = [{"type": "identify", "userId": "u0", "messageId": "m1", "traits": {"industry": "x"}}]
+    first += [{"type": "page", "userId": "u0", "messageId": f"f{i}"} for i in range(20)]
+    second = [
+        {"type": "track", "event": "a", "userId": "u1", "anonymousId": "a1", "messageId": "m1"},
+        {"type": "track", "event": "a", "userId": "u1", "anonymousId": "a1", "messageId": "m2"},
+        {"type": "page", "anonymousId": "a1", "messageId": "m3"},
+        {"type": "identify", "userId": "u1", "messageId": "m4", "traits": {"industry": "software"}},
+    ]
+    path = tmp_path / "copies.jsonl"
+    text = b"".join(orjson.dumps({**m, "timestamp": T0}) + b"\n" for m in first + second)
+    path.write_bytes(text)
+    cut = text.index(b'{"type":"track"')
+    chunk_bytes = cut - 1  # the first range ends at the line the cut falls in: just before
+    assert [start for start, _ in chunk_bounds(path, chunk_bytes)][1] == cut
+    inputs, problems = parallel(path, chunk_bytes)
+    assert_same(serial(path), (inputs, problems))
+    rows = inputs.events.to_pylist()
+    assert {(row["message_id"], row["lead_id"]) for row in rows if row["name"] != "page"} == {
+        ("m2", "u1")
+    }
+    assert ("m3", "u1") in {(row["message_id"], row["lead_id"]) for row in rows}
+
+
+def test_bad_lines_are_numbered_as_in_the_file(tmp_path: Path) -> None:
+    good = orjson.dumps({"type": "page", "userId": "u1", "messageId": "m", "timestamp": T0})
+    content = [good] * 30 + [b"", b"{not json"] + [good] * 30 + [b'{"type": "track"}']
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b"\n".join(content) + b"\n")
+    _, problems = parallel(path, 200)
+    assert [problem.line for problem in problems] == [32, 63]
+    assert len(chunk_bounds(path, 200)) > 10
