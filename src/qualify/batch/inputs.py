@@ -233,6 +233,10 @@ def _collector_paused() -> Iterator[None]:
     try:
         yield
     finally:
+        # What the pass made is long-lived: straight to the oldest generation (freeze, then
+        # unfreeze), or the first collection after would scan all of it at once.
+        gc.freeze()
+        gc.unfreeze()
         if enabled:
             gc.enable()
 
