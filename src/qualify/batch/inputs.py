@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import gc
+import itertools
 import os
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
@@ -26,11 +27,12 @@ import pyarrow as pa
 
 from qualify.batch.jsonl import (
     CHUNK_BYTES,
+    Range,
     Record,
     RuleRows,
     chunk_bounds,
     line_at,
-    parallel_records,
+    parallel_ranges,
     records_of,
 )
 from qualify.core.activity import ActivityEvent, decode_line
@@ -85,7 +87,8 @@ def from_messages(
     """Events and profiles (as of `as_of`) for every lead the messages name."""
     taker = _InputPass(model)
     rows = RuleRows()
-    taker.take(records_of(messages, taker.named, rows), _as_is)
+    with _collector_paused():
+        taker.take(records_of(messages, taker.named, rows), _as_is)
     return taker.inputs([rows.table()], as_of)
 
 
@@ -108,7 +111,7 @@ def from_jsonl(
             return from_messages(model, _counted(reading, lines, progress), as_of)
     taker = _InputPass(model)
     tables: list[pa.Table] = []
-    records = parallel_records(
+    ranges = parallel_ranges(
         path,
         taker.named,
         tables,
@@ -124,7 +127,9 @@ def from_jsonl(
             return line_at(path, offset, received_at)
         return decode_line(line, received_at=received_at)  # type: ignore[arg-type]
 
-    taker.take(records, message)
+    with _collector_paused():
+        for decoded in ranges:
+            taker.take_range(decoded, message)
     return taker.inputs(tables, as_of)
 
 
@@ -155,6 +160,8 @@ class _InputPass:
         self.book = LeadBook(CompiledModel(dataclasses.replace(model, engagement=())), dedupe=True)
         self.named: set[str] = set().union(*(rule.events for rule in model.engagement))
         self.keep: list[bool] = []  # for each rule row, in order
+        # the ids of a dropped copy that was the first of its ids in a worker's range
+        self.unsure: set[tuple[str | None, str | None]] = set()
 
     def take(
         self,
@@ -170,28 +177,48 @@ class _InputPass:
         book = self.book
         seen, settled = book.seen, book.graph.settled_ids
         assert seen is not None
-        keep = self.keep.append
-        unsure: set[tuple[str | None, str | None]] = set()
-        with _collector_paused():
-            for message_id, name, user, anonymous, event, offset, rule in records:
-                if message_id in seen:
-                    if name and event is not None:
-                        unsure.add((user, anonymous))
-                    if rule:
-                        keep(False)
-                    continue
-                if name and (
-                    (event is None and (not unsure or (user, anonymous) not in unsure))
-                    or settled(user, anonymous) is not None
-                ):
-                    # Every id it carries already points to one lead: the message changes
-                    # no identity and no profile (only first/last seen and the first touch,
-                    # which scores do not read), so the book need not see it.
-                    seen.add(message_id)
-                else:
-                    book.apply(event if type(event) is ActivityEvent else message(event, offset))
+        keep, unsure = self.keep.append, self.unsure
+        for message_id, name, user, anonymous, event, offset, rule in records:
+            if message_id in seen:
+                if name and event is not None:
+                    unsure.add((user, anonymous))
                 if rule:
-                    keep(True)
+                    keep(False)
+                continue
+            if name and (
+                (event is None and (not unsure or (user, anonymous) not in unsure))
+                or settled(user, anonymous) is not None
+            ):
+                # Every id it carries already points to one lead: the message changes no
+                # identity and no profile (only first/last seen and the first touch, which
+                # scores do not read), so the book need not see it.
+                seen.add(message_id)
+            else:
+                book.apply(event if type(event) is ActivityEvent else message(event, offset))
+            if rule:
+                keep(True)
+
+    def take_range(
+        self,
+        decoded: Range,
+        message: Callable[[ActivityEvent | bytes | None, int], ActivityEvent],
+    ) -> None:
+        """A worker's range, in one of two ways. When no messageId in it came before (in
+        it, or earlier) and no ids are unsure, only its records that carry a message can
+        change anything: every other one has ids settled on one lead, and each rule row is
+        kept. Otherwise its records are taken one by one, as `take` does."""
+        seen = self.book.seen
+        assert seen is not None
+        ids = decoded.message_ids
+        if self.unsure or not seen.isdisjoint(ids) or len(set(ids)) != len(ids):
+            self.take(decoded.records(), message)
+            return
+        book, settled = self.book, self.book.graph.settled_ids
+        for name, user, anonymous, line, offset in decoded.carried:
+            if not name or settled(user, anonymous) is None:
+                book.apply(message(line, offset))
+        seen.update(ids)
+        self.keep.extend(itertools.repeat(True, decoded.rule_rows))
 
     def inputs(self, tables: list[pa.Table], as_of: float) -> BatchInputs:
         """The two relations; each rule row kept, with the lead its ids resolve to in the

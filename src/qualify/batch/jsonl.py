@@ -10,10 +10,11 @@ are built where the messages are decoded, as Arrow columns; the taker only says 
 them to keep (not the copies of a messageId seen before).
 
 A record carries its message only where the taker may need it: a message without a rule
-name (identify, group, alias), and the first message of each combination of ids in its
-range. A later one with the same ids finds them settled on one lead, and then changes no
+name (identify, group, alias), and the first message a worker sees with its combination of
+ids. A later one with the same ids finds them settled on one lead, and then changes no
 identity or profile — unless that first one was a copy, dropped: then the taker reads its
-line again by its offset.
+line again by its offset. So a range without copies of a messageId needs only its records
+that carry a message taken one by one (`Range.carried`); the rest stay packed.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,11 +40,12 @@ from qualify.errors import MessageError, QualifyError
 
 __all__ = [
     "RULE_ROWS",
+    "Range",
     "Record",
     "RuleRows",
     "chunk_bounds",
     "line_at",
-    "parallel_records",
+    "parallel_ranges",
     "records_of",
 ]
 
@@ -123,12 +126,11 @@ _COMBOS_KEPT = 2_000_000
 
 def decode_chunk(
     path: str, start: int, end: int, received_at: float | None, named: frozenset[str]
-) -> tuple[bytes, pa.Table]:
-    """The lines of a byte range, bad lines as (line within the range, reason), and the
-    records, packed as MessagePack (flat records pack and unpack several times faster than
-    pickled ones; a message goes as its line, decoded again only if the taker needs it);
-    and the range's rule rows. Runs in a worker process; blank and bad lines are skipped as
-    `read_jsonl` skips them."""
+) -> tuple[bytes, bytes, pa.Table]:
+    """A byte range decoded: `Range.head` and `Range.records` packed as MessagePack (flat
+    records pack and unpack several times faster than pickled ones; a message goes as its
+    line, decoded again only if the taker needs it), and the range's rule rows. Runs in a
+    worker process; blank and bad lines are skipped as `read_jsonl` skips them."""
     with open(path, "rb") as file:
         file.seek(start)
         data = file.read(end - start)
@@ -138,6 +140,8 @@ def decode_chunk(
     problems: list[tuple[int, str]] = []
     records: list[tuple[Any, ...]] = []
     append = records.append
+    message_ids: list[str] = []
+    carried: list[tuple[Any, ...]] = []
     rows = RuleRows()
     combos = _COMBOS
     if len(combos) > _COMBOS_KEPT:
@@ -164,7 +168,11 @@ def decode_chunk(
         if rule:
             rows.add(event)
         append((event.message_id, name, user, anonymous, message, at, rule))
-    return _PACK((len(lines), problems, records)), rows.table()
+        message_ids.append(event.message_id)
+        if message is not None:
+            carried.append((name, user, anonymous, message, at))
+    head = (len(lines), problems, message_ids, carried)
+    return _PACK(head), _PACK(records), rows.table()
 
 
 def _start_worker() -> None:
@@ -179,7 +187,23 @@ def line_at(path: Path, offset: int, received_at: float | None) -> ActivityEvent
         return decode_line(file.readline(), received_at=received_at)
 
 
-def parallel_records(
+@dataclass(frozen=True, slots=True)
+class Range:
+    """A worker's byte range, decoded. `message_ids`: every message's, in order; `carried`:
+    (rule name, userId, anonymousId, line, offset) of the records that carry their message;
+    `records`: every `Record`, still packed (the taker unpacks them only when the range holds
+    a copy of a messageId); `rule_rows`: how many rule rows it has."""
+
+    message_ids: list[str]
+    carried: list[tuple[str, str | None, str | None, bytes, int]]
+    packed: bytes
+    rule_rows: int
+
+    def records(self) -> list[Record]:
+        return _UNPACK(self.packed)  # type: ignore[no-any-return]
+
+
+def parallel_ranges(
     path: Path,
     named: Collection[str],
     tables: list[pa.Table],
@@ -189,17 +213,17 @@ def parallel_records(
     workers: int | None = None,
     chunk_bytes: int = CHUNK_BYTES,
     progress: Callable[[int], None] | None = None,
-) -> Iterator[Record]:
-    """The file's records in file order, decoded by `workers` processes (one per CPU by
-    default); each range's rule rows are appended to `tables` before its records come.
-    Bad lines go to `report(line number, reason)`, numbered as in the file; `progress` gets
-    the bytes read so far. At most two ranges a worker are decoded ahead of the taker, so
-    memory stays bounded however large the file."""
+) -> Iterator[Range]:
+    """The file's ranges in file order, decoded by `workers` processes (one per CPU by
+    default); each range's rule rows are appended to `tables` before it comes. Bad lines
+    go to `report(line number, reason)`, numbered as in the file; `progress` gets the bytes
+    read so far. At most two ranges a worker are decoded ahead of the taker, so memory
+    stays bounded however large the file."""
     workers = workers or os.cpu_count() or 1
     tasks = iter(chunk_bounds(path, chunk_bytes))
     frozen = frozenset(named)
     pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker)
-    pending: deque[tuple[int, Future[tuple[bytes, pa.Table]]]] = deque()
+    pending: deque[tuple[int, Future[tuple[bytes, bytes, pa.Table]]]] = deque()
 
     def submit() -> None:
         bound = next(tasks, None)
@@ -214,18 +238,18 @@ def parallel_records(
         while pending:
             end, future = pending.popleft()
             try:
-                packed, table = future.result()
+                head, packed, table = future.result()
             except BrokenProcessPool:
                 raise QualifyError(
                     f"a process decoding {path} died (out of memory?): try fewer --jobs"
                 ) from None
             submit()
-            count, problems, records = _UNPACK(packed)
+            count, problems, message_ids, carried = _UNPACK(head)
             for number, reason in problems:
                 report(lines_before + number, reason)
             lines_before += count
             tables.append(table)
-            yield from records  # type: ignore[misc]
+            yield Range(message_ids, carried, packed, table.num_rows)
             if progress is not None:
                 progress(end)
     finally:
