@@ -222,22 +222,10 @@ class _InputPass:
 
     def inputs(self, tables: list[pa.Table], as_of: float) -> BatchInputs:
         """The two relations; each rule row kept, with the lead its ids resolve to in the
-        end (looked up in Arrow: a row's userId if it has one, else its anonymousId)."""
-        import pyarrow.compute as pc
-
+        end: its userId's lead if it has one, else its anonymousId's."""
         book = self.book
         rows = pa.concat_tables(tables).filter(pa.array(self.keep, pa.bool_()))
-        by_user, by_anonymous = (
-            pc.take(
-                pa.array(list(ids.values()), pa.string()),
-                pc.index_in(column, value_set=pa.array(list(ids), pa.string())),
-            )
-            for ids, column in (
-                (book.graph.users, rows.column("user_id")),
-                (book.graph.anonymous, rows.column("anonymous_id")),
-            )
-        )
-        leads = pc.if_else(pc.is_valid(rows.column("user_id")), by_user, by_anonymous)
+        leads = _leads_of(rows, book.graph.users, book.graph.anonymous)
         columns = [leads, *(rows.column(c) for c in ("message_id", "name", "ts", "properties"))]
         events = pa.table(columns, schema=EVENT_SCHEMA)
         profiles = pa.table(
@@ -248,6 +236,25 @@ class _InputPass:
             schema=PROFILE_SCHEMA,
         )
         return BatchInputs(events, profiles)
+
+
+def _leads_of(rows: pa.Table, users: dict[str, str], anonymous: dict[str, str]) -> pa.Array:
+    """Looked up in Arrow, and only where needed: a userId is its own lead unless merged
+    into another (few are), and only rows without a userId look up their anonymousId."""
+    import pyarrow.compute as pc
+
+    def mapped(column: pa.Array, ids: dict[str, str]) -> pa.Array:
+        keys = pa.array(list(ids), pa.string())
+        return pc.take(pa.array(list(ids.values()), pa.string()), pc.index_in(column, keys))
+
+    user = rows.column("user_id").combine_chunks()
+    merged = {user_id: lead for user_id, lead in users.items() if user_id != lead}
+    leads = pc.coalesce(mapped(user, merged), user) if merged else user
+    unnamed = pc.is_null(user)
+    if pc.any(unnamed).as_py():
+        anonymous_ids = pc.filter(rows.column("anonymous_id").combine_chunks(), unnamed)
+        leads = pc.replace_with_mask(leads, unnamed, mapped(anonymous_ids, anonymous))
+    return leads
 
 
 @contextlib.contextmanager
