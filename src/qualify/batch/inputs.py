@@ -105,7 +105,9 @@ def from_jsonl(
 ) -> BatchInputs:
     """`from_messages` for a JSON Lines file, decoded by `workers` processes (one per CPU
     by default; 1 decodes in this process, as does a file of one range)."""
-    if (workers or os.cpu_count() or 1) == 1 or len(chunk_bounds(path, chunk_bytes)) < 2:
+    workers = workers or os.cpu_count() or 1
+    bounds = chunk_bounds(path, chunk_bytes) if workers > 1 else []
+    if len(bounds) < 2:
         with path.open("rb") as lines:
             reading = read_jsonl(lines, problems, received_at=received_at)
             return from_messages(model, _counted(reading, lines, progress), as_of)
@@ -113,12 +115,12 @@ def from_jsonl(
     tables: list[pa.Table] = []
     ranges = parallel_ranges(
         path,
+        bounds,
         taker.named,
         tables,
         problems.add,
-        received_at=received_at,
         workers=workers,
-        chunk_bytes=chunk_bytes,
+        received_at=received_at,
         progress=progress,
     )
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import multiprocessing.context
-import os
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -205,22 +204,21 @@ class Range:
 
 def parallel_ranges(
     path: Path,
+    bounds: list[tuple[int, int]],
     named: Collection[str],
     tables: list[pa.Table],
     report: Callable[[int, str], None],
     *,
+    workers: int,
     received_at: float | None = None,
-    workers: int | None = None,
-    chunk_bytes: int = CHUNK_BYTES,
     progress: Callable[[int], None] | None = None,
 ) -> Iterator[Range]:
-    """The file's ranges in file order, decoded by `workers` processes (one per CPU by
-    default); each range's rule rows are appended to `tables` before it comes. Bad lines
-    go to `report(line number, reason)`, numbered as in the file; `progress` gets the bytes
-    read so far. At most two ranges a worker are decoded ahead of the taker, so memory
-    stays bounded however large the file."""
-    workers = workers or os.cpu_count() or 1
-    tasks = iter(chunk_bounds(path, chunk_bytes))
+    """The file's ranges (`bounds`, from `chunk_bounds`) in file order, decoded by
+    `workers` processes; each range's rule rows are appended to `tables` before it comes.
+    Bad lines go to `report(line number, reason)`, numbered as in the file; `progress` gets
+    the bytes read so far. At most two ranges a worker are decoded ahead of the taker, so
+    memory stays bounded however large the file."""
+    tasks = iter(bounds)
     frozen = frozenset(named)
     pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker)
     pending: deque[tuple[int, Future[tuple[bytes, bytes, pa.Table]]]] = deque()

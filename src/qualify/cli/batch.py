@@ -77,7 +77,8 @@ def batch(
         int | None,
         typer.Option(
             min=1,
-            help="Processes decoding a JSON Lines file at once (default: one per CPU).",
+            help="Processes decoding a JSON Lines --events file at once (default: one per "
+            "CPU; 1 for none besides this one).",
         ),
     ] = None,
     as_json: JsonOption = False,
