@@ -172,6 +172,30 @@ def test_group_links_an_account_whose_traits_fit_rules_can_read(engine: Engine) 
     assert row["account_id"] == "acme" and row["rule_points"] == {"target industry": 15}
 
 
+def test_a_lead_scored_later_sees_what_another_member_changed_on_its_account(
+    engine: Engine,
+) -> None:
+    """The writer remembers each lead's fit between transactions; a change to the account's
+    traits (sent by another member) must show at the lead's next message."""
+    activate(
+        engine,
+        WORKED.replace(
+            "when: {industry: financial services}", "when: {account.industry: financial services}"
+        ),
+    )
+    ingestor = Ingestor(engine, clock=lambda: at(20))
+
+    def group(user: str, day: float, industry: str) -> dict:
+        traits = {"industry": industry}
+        return message(type="group", userId=user, groupId="acme", timestamp=at(day), traits=traits)
+
+    ingestor.ingest([identify("u1", 0), group("u1", 1, "retail")])
+    assert lead_row(engine, "u1")["fit"] == 0
+    ingestor.ingest([identify("u2", 2), group("u2", 3, "financial services")])
+    ingestor.ingest([track("Webinar Attended", 4, "u1")])
+    assert lead_row(engine, "u1")["rule_points"] == {"target industry": 15, "webinar attended": 20}
+
+
 def test_later_traits_win_whatever_the_arrival_order(engine: Engine) -> None:
     activate(engine)
     ingestor = Ingestor(engine, clock=lambda: at(20))

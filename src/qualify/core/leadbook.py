@@ -10,18 +10,23 @@ profile does not depend on arrival order either.
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from qualify.core.activity import MAX_TEXT, ActivityEvent
 from qualify.core.identity import IdentityGraph
-from qualify.core.scoring import CompiledModel
+from qualify.core.scoring import CompiledModel, Contribution, LeadScore, fit_part, score_state
 from qualify.core.state import Hit, LeadState
 
 __all__ = ["Account", "Applied", "LeadBook", "LeadRecord", "Traits"]
 
 Stamp = tuple[float, str]  # (timestamp, messageId): the order in which trait values win
+FitPart = tuple[float, tuple[Contribution, ...]]  # what `fit_part` returns
+
+_REVISIONS = itertools.count(1)  # shared by all Traits: equal revisions mean equal contents
 
 
 @dataclass(slots=True)
@@ -34,9 +39,14 @@ class Traits:
     values: dict[str, Any] = field(default_factory=dict)
     stamps: dict[str, Stamp] = field(default_factory=dict)
     since: dict[str, float] = field(default_factory=dict)
+    # Taken anew from one counter whenever any of the three dicts is written (and when a
+    # Traits is made), so whoever kept a revision knows the contents are unchanged without
+    # copying them: the store compares it to skip rewriting a lead's profile columns.
+    # Hence the dicts are written only here.
+    revision: int = field(default_factory=lambda: next(_REVISIONS), compare=False, repr=False)
 
     def update(self, traits: dict[str, Any], stamp: Stamp) -> bool:
-        changed = False
+        changed = written = False
         for key, value in traits.items():
             current = self.stamps.get(key)
             same = current is not None and self.values[key] == value
@@ -46,9 +56,12 @@ class Traits:
                     self.since[key] = stamp[0]
                 self.values[key] = value
                 self.stamps[key] = stamp
+                written = True
             elif same and stamp[0] < self.since[key]:
                 self.since[key] = stamp[0]  # an older message with the same value: known
-                changed = True  # earlier, so the profile as of some moments changed
+                changed = written = True  # earlier, so the profile as of some moments changed
+        if written:
+            self.revision = next(_REVISIONS)
         return changed
 
     def merge(self, other: Traits) -> None:
@@ -93,6 +106,9 @@ class LeadRecord:
     source: str | None = None  # first touch: utm/campaign source of the earliest message
     campaign: str | None = None
     source_stamp: Stamp | None = None
+    # `LeadBook.fit`'s and `LeadBook.profile_moments`' memos, with what they depend on
+    fit_memo: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
+    moments_memo: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
     def saw(self, event: ActivityEvent) -> None:
         ts = event.timestamp
@@ -297,12 +313,61 @@ class LeadBook:
         account_traits.setdefault("id", record.account_id)
         return {**traits, "account": account_traits}
 
+    def fit(self, record: LeadRecord, as_of: float | None = None) -> FitPart:
+        """`fit_part` of the lead's profile as of a moment.
+
+        A lead is scored again and again (at each message, each transaction) at moments
+        after its profile last changed, when the profile is the whole of it. So that fit is
+        remembered on the record, with what it depends on: the traits' revisions, the
+        account link, the model, and the moment from which the profile is whole.
+        """
+        account, depends = self._profile_depends(record)
+        memo = record.fit_memo
+        if (
+            memo is not None
+            and memo[0] is self.compiled
+            and memo[1] == depends
+            and (as_of is None or as_of >= memo[2])
+        ):
+            return memo[3]
+        found = fit_part(self.compiled, self.profile(record, as_of))
+        whole_from = max(record.traits.since.values(), default=-math.inf)
+        if record.account_stamp is not None:
+            whole_from = max(whole_from, record.account_stamp[0])
+        if account is not None:
+            whole_from = max(whole_from, *account.traits.since.values(), -math.inf)
+        if as_of is None or as_of >= whole_from:
+            record.fit_memo = (self.compiled, depends, whole_from, found)
+        return found
+
+    def _profile_depends(self, record: LeadRecord) -> tuple[Account | None, tuple[Any, ...]]:
+        """The lead's account, and what its profile at any moment is made of: equal
+        tuples, equal profiles (`Traits.revision`)."""
+        account = self.accounts.get(record.account_id) if record.account_id is not None else None
+        depends = (
+            record.traits.revision,
+            record.account_id,
+            record.account_stamp,
+            None if account is None else account.traits.revision,
+        )
+        return account, depends
+
+    def score(self, record: LeadRecord, as_of: float) -> LeadScore:
+        """The lead's score as of a moment (its fit from `fit`'s memo)."""
+        return score_state(self.compiled, {}, record.state, as_of, fit=self.fit(record, as_of))
+
     def profile_moments(self, record: LeadRecord) -> list[float]:
-        """The moments at which the lead's profile changed, sorted."""
+        """The moments at which the lead's profile changed, sorted (remembered on the
+        record as `fit` remembers its fit: the caller must not change the list)."""
+        account, depends = self._profile_depends(record)
+        memo = record.moments_memo
+        if memo is not None and memo[0] == depends:
+            return memo[1]
         moments = set(record.traits.since.values())
         if record.account_stamp is not None:
             moments.add(record.account_stamp[0])
-            account = self.accounts.get(record.account_id or "")
             if account is not None:
                 moments.update(account.traits.since.values())
-        return sorted(moments)
+        found = sorted(moments)
+        record.moments_memo = (depends, found)
+        return found

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
 
 from qualify.core.qualification import criteria_hold, first_moment
-from qualify.core.scoring import CompiledModel, LeadScore, fit_part, score_state
+from qualify.core.scoring import CompiledModel, Contribution, LeadScore, score_state
 from qualify.core.state import Hit, LeadState
 
 __all__ = ["candidate_moments", "qualification_moment"]
@@ -64,7 +63,10 @@ def _could_hold(
     possible = {c.rule for _, contributions in fits for c in contributions}
     engagement_high = 0.0
     for rule, hits in zip(compiled.rules, state.hits, strict=True):
-        n = bisect_right(hits, until, key=_timestamp)
+        if not hits:
+            continue
+        # as `rule_contribution`: most leads have no hit after `until`, so look at the end
+        n = len(hits) if hits[-1][0] <= until else bisect_right(hits, until, key=_timestamp)
         if n == 0:
             continue
         kind = rule.kind
@@ -86,7 +88,7 @@ def _could_hold(
 
 def qualification_moment(
     compiled: CompiledModel,
-    profile_at: Callable[[float], Mapping[str, Any]],
+    fit_at: Callable[[float], tuple[float, tuple[Contribution, ...]]],
     profile_moments: Sequence[float],
     state: LeadState,
     not_before: float,
@@ -97,30 +99,30 @@ def qualification_moment(
     """The first moment in [not_before, until] at which the MQL criteria hold, with the
     score at that moment (its contributions are the rules that brought the lead there).
 
-    `profile_at(t)` is the profile as known at t; it changes only at `profile_moments`
-    (sorted), so the fit score is computed once per profile, not once per moment. `also`
-    adds moments to check besides events and profile changes.
+    `fit_at(t)` is the fit part (`fit_part`) of the profile as known at t; the profile
+    changes only at `profile_moments` (sorted), so it is asked once per profile, not once
+    per moment. `also` adds moments to check besides events and profile changes.
     """
     if compiled.model.qualification.mql is None or until < not_before:
         return None
-    fits: dict[int, tuple[Mapping[str, Any], tuple]] = {}
+    fits: dict[int, tuple[float, tuple[Contribution, ...]]] = {}
 
-    def fit_at(moment: float) -> tuple[Mapping[str, Any], tuple]:
+    def fit_of(moment: float) -> tuple[float, tuple[Contribution, ...]]:
         epoch = bisect_right(profile_moments, moment)
-        if epoch not in fits:
-            profile = profile_at(moment)
-            fits[epoch] = (profile, fit_part(compiled, profile))
-        return fits[epoch]
+        found = fits.get(epoch)
+        if found is None:
+            found = fits[epoch] = fit_at(moment)
+        return found
 
     in_range = [m for m in profile_moments if not_before <= m <= until]
-    epochs = [fit_at(not_before)[1]] + [fit_at(m)[1] for m in in_range]
+    epochs = [fit_of(not_before)] + [fit_of(m) for m in in_range]
     if not _could_hold(compiled, state, epochs, until):
         return None
     found: dict[float, LeadScore] = {}
 
     def holds(moment: float) -> bool:
-        profile, fit = fit_at(moment)
-        result = score_state(compiled, profile, state, moment, fit=fit)
+        # the profile itself is not needed: score_state reads it only for the fit part
+        result = score_state(compiled, {}, state, moment, fit=fit_of(moment))
         found[moment] = result
         return result.mql
 

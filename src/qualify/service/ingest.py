@@ -23,9 +23,7 @@ from qualify.core.lifecycle import Stage
 from qualify.core.scoring import (
     CompiledModel,
     ValuesAt,
-    fit_part,
     rule_contribution,
-    score_state,
 )
 from qualify.service.progress import Ledger, apply_score, qualify_record
 from qualify.service.routing import Routing, routing_input
@@ -321,7 +319,7 @@ class _BatchWork:
             record, status = book.leads[lead_id], self.statuses[lead_id]
             if status.model_version_id == self.version_id:
                 continue
-            result = score_state(compiled, book.profile(record, self.now), record.state, self.now)
+            result = book.score(record, self.now)
             self.ledger.settle(lead_id, status.rule_points, result.rule_points(), "model")
 
     def _apply(self, fresh: list[ActivityEvent]) -> None:
@@ -356,7 +354,7 @@ class _BatchWork:
         outbox = self.outbox
         for lead_id, since in self.earliest.items():
             record, status = book.leads[lead_id], self.statuses[lead_id]
-            result = score_state(compiled, book.profile(record, self.now), record.state, self.now)
+            result = book.score(record, self.now)
             self.ledger.settle(lead_id, status.rule_points, result.rule_points(), "time")
             before = (status.score, status.pql)
             apply_score(status, result, self.version_id, self.now)
@@ -466,13 +464,13 @@ class _BatchWork:
         compiled, book = self.compiled, self.book
         record = book.leads[lead_id]
         if applied.merged:
-            result = score_state(compiled, book.profile(record, self.now), record.state, self.now)
+            result = book.score(record, self.now)
             self.ledger.settle(
                 lead_id, status.rule_points, result.rule_points(), "merge", event.message_id
             )
             return
         if applied.profile_changed:  # only fit rules read the profile
-            _, fit = fit_part(compiled, book.profile(record, self.now))
+            _, fit = book.fit(record, self.now)
             new_fit = {c.rule: c.points for c in fit}
             self.ledger.settle(
                 lead_id,

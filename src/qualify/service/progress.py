@@ -14,7 +14,7 @@ from typing import Any
 from qualify.core.leadbook import LeadBook, LeadRecord
 from qualify.core.lifecycle import Stage, StageChanged, TransitionContext, can_qualify, take_action
 from qualify.core.moments import qualification_moment
-from qualify.core.scoring import CompiledModel, LeadScore
+from qualify.core.scoring import CompiledModel, Contribution, LeadScore
 from qualify.core.state import LeadState
 from qualify.store.repository import LeadStatus
 
@@ -39,7 +39,12 @@ class Ledger:
         only: set[str] | None = None,
     ) -> None:
         """Record every rule whose points differ from `current`, and update `current`."""
-        names = only if only is not None else set(current) | set(new)
+        if only is None:
+            if new == current:  # the usual case, decided in C: nothing changed
+                return
+            names = current.keys() | new.keys()
+        else:
+            names = only
         for rule in sorted(names):
             before = current.get(rule, 0.0)
             after = new.get(rule, 0.0)
@@ -78,7 +83,7 @@ def apply_score(status: LeadStatus, result: LeadScore, version_id: int | None, a
 def qualify_if_due(
     compiled: CompiledModel,
     lead_id: str,
-    profile_at: Callable[[float], Mapping[str, Any]],
+    fit_at: Callable[[float], tuple[float, tuple[Contribution, ...]]],
     profile_moments: Sequence[float],
     state: LeadState,
     status: LeadStatus,
@@ -105,7 +110,7 @@ def qualify_if_due(
         not_before = eligible
         also.append(eligible)  # criteria may already hold when the wait ends
     found = qualification_moment(
-        compiled, profile_at, profile_moments, state, not_before, now, also=also
+        compiled, fit_at, profile_moments, state, not_before, now, also=also
     )
     if found is None:
         return None
@@ -170,7 +175,7 @@ def qualify_record(
     return qualify_if_due(
         compiled,
         record.lead_id,
-        partial(book.profile, record),
+        partial(book.fit, record),
         book.profile_moments(record),
         record.state,
         status,

@@ -313,13 +313,9 @@ class SavedLead:
 
 
 def saved_lead(stored: StoredLead) -> SavedLead:
-    r, s, t = stored.record, stored.status, stored.record.traits
-    # a trait's stamp changes whenever its value is set, so the stamps alone would do;
-    # the values are compared too, at the cost of one more dict copy
+    r, s = stored.record, stored.status
     profile = (
-        dict(t.values),
-        dict(t.stamps),
-        dict(t.since),
+        r.traits.revision,  # the traits as they are now (their dicts change only with it)
         r.account_id,
         r.account_stamp,
         r.source,
@@ -349,13 +345,33 @@ def _changed_values(stored: StoredLead, profile: bool, lifecycle: bool) -> dict[
     return row
 
 
+_ACCOUNTS = {
+    # as `_EXISTING`: a JSON array or an array parameter; and the JSON columns decoded by
+    # orjson (SQLite gives their text), not by SQLAlchemy's JSON type
+    "sqlite": "SELECT id, traits, trait_stamps FROM accounts "
+    "WHERE id IN (SELECT value FROM json_each(?))",
+    "postgresql": "SELECT id, traits, trait_stamps FROM accounts WHERE id = ANY(%s)",
+}
+
+
 def load_accounts(conn: Connection, ids: Iterable[str]) -> dict[str, Account]:
     found: dict[str, Account] = {}
-    for part in chunks(sorted(set(ids))):
-        for row in conn.execute(select(accounts).where(accounts.c.id.in_(part))):
-            account = _account(row)
-            found[account.account_id] = account
+    sqlite = conn.dialect.name == "sqlite"
+    for part in chunks(sorted(set(ids)), 10_000):
+        param = orjson.dumps(part).decode() if sqlite else list(part)
+        for account_id, traits, stamps in conn.exec_driver_sql(
+            _ACCOUNTS[conn.dialect.name], (param,)
+        ):
+            found[account_id] = Account(
+                account_id, Traits.from_json(_decoded(traits), _decoded(stamps))
+            )
     return found
+
+
+def _decoded(value: Any) -> Any:
+    """A JSON column's value read through the driver: text on SQLite, decoded already by
+    PostgreSQL's driver."""
+    return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
 def _account(row: Any) -> Account:
