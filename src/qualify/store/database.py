@@ -271,10 +271,15 @@ def ingest_engine(engine: Engine, url: str | None) -> tuple[Engine, Callable[[],
     return writer, WalSync(Path(plain.database or "").expanduser().absolute())
 
 
+_datasync = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+
+
 class WalSync:
     """Syncs a SQLite store's write-ahead log to disk: what a commit with
-    `synchronous=FULL` does itself, run apart from it. fsync makes every frame written to
-    the file durable, whichever connection wrote it."""
+    `synchronous=FULL` does itself, run apart from it. The sync makes every frame written
+    to the file durable, whichever connection wrote it. `fdatasync` where there is one, as
+    SQLite uses: it flushes the data and what reading it back needs (the file's size), not
+    the times; measured 3 % more writer throughput than `fsync` (docs/benchmarks.md)."""
 
     def __init__(self, database: Path) -> None:
         self.path = Path(f"{database}-wal")
@@ -285,7 +290,7 @@ class WalSync:
         except FileNotFoundError:  # checkpointed and removed: the database file was synced
             return
         try:
-            os.fsync(fd)
+            _datasync(fd)
         finally:
             os.close(fd)
 
