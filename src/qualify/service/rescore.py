@@ -290,6 +290,9 @@ def _write_scores(
     `stateless`: leads scored by a batch engine, without a rule state; only `now` is
     checked for their qualification, and their state is left to be rebuilt by the live
     engine when it next needs it."""
+    # what the store holds of their profile and lifecycle columns: a rescore changes no
+    # profile, so `save_leads` writes those columns only for the leads routing changed
+    saved = {lead_id: repo.saved_lead(item) for lead_id, item in stored.items()}
     ledger_rows = Ledger(version_id, now)
     changes = []
     qualified: list[repo.StoredLead] = []
@@ -331,7 +334,7 @@ def _write_scores(
             lead = routing_input(book, item.record, item.status, now)
             routing.route(lead, item.status, now)
         routing.write(conn)
-    repo.save_leads(conn, list(stored.values()), set(stored))
+    repo.save_leads(conn, list(stored.values()), set(stored), saved)
     outbox.write(conn)
 
 
@@ -377,7 +380,8 @@ def write_back(
     for part in scores.to_batches(max_chunksize=chunk):
         rows = {r["lead_id"]: r for r in part.to_pylist()}
         with writing(engine) as conn:
-            stored = repo.load_leads(conn, rows, len(compiled.rules), lenient=True)
+            rule_count = len(compiled.rules)
+            stored = repo.load_leads(conn, rows, rule_count, lenient=True, with_state=False)
             remodelled = {
                 i for i, s in stored.items() if remodel or s.status.model_version_id != version_id
             }
@@ -392,6 +396,8 @@ def write_back(
                     and s.status.stage in (Stage.LEAD, Stage.NURTURE)
                 )
             }
+            # only the leads the live engine scores here need their rule state
+            repo.load_states(conn, {i: stored[i].record for i in live}, rule_count, lenient=True)
             book = _book(conn, compiled, stored)
             only_live = {i: stored[i] for i in live}
             _rebuild_stale(conn, compiled, version_id, book, only_live, remodelled)

@@ -99,14 +99,9 @@ def _stamp(value: Any) -> tuple[float, str] | None:
 
 def lead_from_row(row: Any, rule_count: int, *, lenient: bool = False) -> StoredLead:
     """A lead from its row; `lenient` gives an empty state when the stored one was saved for
-    a model with other rules (the caller rebuilds it)."""
+    a model with other rules (the caller rebuilds it), as does a row read without it."""
     m = row._mapping
-    try:
-        state = LeadState.from_json(m["state"], rule_count)
-    except ValueError:
-        if not lenient:
-            raise
-        state = LeadState(rule_count)
+    state = _state(m["state"], rule_count, lenient) if "state" in m else LeadState(rule_count)
     traits = Traits.from_json(m["traits"], m["trait_stamps"])
     record = LeadRecord(
         lead_id=m["id"],
@@ -253,15 +248,45 @@ def written_since(conn: Connection, generation: int) -> Written:
     return Written(lead_ids, found, {(kind, value) for kind, value in conn.execute(keys)})
 
 
+def _state(data: Any, rule_count: int, lenient: bool) -> LeadState:
+    try:
+        return LeadState.from_json(data, rule_count)
+    except ValueError:
+        if not lenient:
+            raise
+        return LeadState(rule_count)
+
+
 def load_leads(
-    conn: Connection, ids: Iterable[str], rule_count: int, *, lenient: bool = False
+    conn: Connection,
+    ids: Iterable[str],
+    rule_count: int,
+    *,
+    lenient: bool = False,
+    with_state: bool = True,
 ) -> dict[str, StoredLead]:
+    """The stored leads among `ids`. Without `with_state` their rule states are not read
+    (each gets an empty one; `load_states` reads some): the state is most of a row's
+    decoding, and a caller that scores leads some other way (a batch engine's write-back)
+    needs few of them."""
     found: dict[str, StoredLead] = {}
+    columns = leads.c if with_state else [c for c in leads.c if c.name != "state"]
     for part in chunks(sorted(set(ids))):
-        for row in conn.execute(select(leads).where(leads.c.id.in_(part))):
+        for row in conn.execute(select(*columns).where(leads.c.id.in_(part))):
             stored = lead_from_row(row, rule_count, lenient=lenient)
             found[stored.record.lead_id] = stored
     return found
+
+
+def load_states(
+    conn: Connection, records: dict[str, LeadRecord], rule_count: int, *, lenient: bool = False
+) -> None:
+    """Read these leads' rule states into their records (leads loaded without them)."""
+    for part in chunks(sorted(records)):
+        for lead_id, data in conn.execute(
+            select(leads.c.id, leads.c.state).where(leads.c.id.in_(part))
+        ):
+            records[lead_id].state = _state(data, rule_count, lenient)
 
 
 def save_leads(
