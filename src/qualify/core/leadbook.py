@@ -18,13 +18,12 @@ from typing import Any
 
 from qualify.core.activity import MAX_TEXT, ActivityEvent
 from qualify.core.identity import IdentityGraph
-from qualify.core.scoring import CompiledModel, Contribution, LeadScore, fit_part, score_state
+from qualify.core.scoring import CompiledModel, FitPart, LeadScore, fit_part, score_state
 from qualify.core.state import Hit, LeadState
 
 __all__ = ["Account", "Applied", "LeadBook", "LeadRecord", "Traits"]
 
 Stamp = tuple[float, str]  # (timestamp, messageId): the order in which trait values win
-FitPart = tuple[float, tuple[Contribution, ...]]  # what `fit_part` returns
 
 _REVISIONS = itertools.count(1)  # shared by all Traits: equal revisions mean equal contents
 

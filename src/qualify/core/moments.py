@@ -14,7 +14,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Sequence
 
 from qualify.core.qualification import criteria_hold, first_moment
-from qualify.core.scoring import CompiledModel, Contribution, LeadScore, score_state
+from qualify.core.scoring import CompiledModel, FitPart, LeadScore, score_state
 from qualify.core.state import Hit, LeadState
 
 __all__ = ["candidate_moments", "qualification_moment"]
@@ -88,7 +88,7 @@ def _could_hold(
 
 def qualification_moment(
     compiled: CompiledModel,
-    fit_at: Callable[[float], tuple[float, tuple[Contribution, ...]]],
+    fit_at: Callable[[float], FitPart],
     profile_moments: Sequence[float],
     state: LeadState,
     not_before: float,
@@ -105,9 +105,9 @@ def qualification_moment(
     """
     if compiled.model.qualification.mql is None or until < not_before:
         return None
-    fits: dict[int, tuple[float, tuple[Contribution, ...]]] = {}
+    fits: dict[int, FitPart] = {}
 
-    def fit_of(moment: float) -> tuple[float, tuple[Contribution, ...]]:
+    def fit_of(moment: float) -> FitPart:
         epoch = bisect_right(profile_moments, moment)
         found = fits.get(epoch)
         if found is None:

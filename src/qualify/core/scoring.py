@@ -37,6 +37,7 @@ from qualify.model.scoring_model import ScoringModel
 __all__ = [
     "CompiledModel",
     "Contribution",
+    "FitPart",
     "LeadScore",
     "ValuesAt",
     "evaluate",
@@ -89,6 +90,9 @@ class Contribution:
             "expired": self.expired,
             "events": list(self.events),
         }
+
+
+FitPart = tuple[float, tuple[Contribution, ...]]  # what `fit_part` gives: points, contributions
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +152,7 @@ class CompiledModel:
             k: tuple((i, self.where[i], self.rules[i].distinct) for i in v)
             for k, v in index.items()
         }
-        self.fit_memo: dict[bytes, tuple[float, tuple[Contribution, ...]]] = {}
+        self.fit_memo: dict[bytes, FitPart] = {}
         self.negative_expiring = [
             i for i, r in enumerate(self.rules) if r.points < 0 and r.expires_after is not None
         ]
@@ -331,9 +335,7 @@ class ValuesAt:
         self.terms.pop(lead_id, None)
 
 
-def fit_part(
-    compiled: CompiledModel, profile: Mapping[str, Any]
-) -> tuple[float, tuple[Contribution, ...]]:
+def fit_part(compiled: CompiledModel, profile: Mapping[str, Any]) -> FitPart:
     """The fit score and its contributions: a function of the profile alone.
 
     Profiles change rarely while a lead is scored again and again (at each event, each
@@ -352,9 +354,7 @@ def fit_part(
     return found
 
 
-def _fit_part(
-    compiled: CompiledModel, profile: Mapping[str, Any]
-) -> tuple[float, tuple[Contribution, ...]]:
+def _fit_part(compiled: CompiledModel, profile: Mapping[str, Any]) -> FitPart:
     contributions = []
     fit = 0.0
     for rule, test in zip(compiled.model.fit, compiled.fit_tests, strict=True):
@@ -371,7 +371,7 @@ def score_state(
     as_of: float,
     *,
     explain: bool = False,
-    fit: tuple[float, tuple[Contribution, ...]] | None = None,
+    fit: FitPart | None = None,
 ) -> LeadScore:
     """Score a lead from its profile and state, as of a moment.
 

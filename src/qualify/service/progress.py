@@ -14,7 +14,7 @@ from typing import Any
 from qualify.core.leadbook import LeadBook, LeadRecord
 from qualify.core.lifecycle import Stage, StageChanged, TransitionContext, can_qualify, take_action
 from qualify.core.moments import qualification_moment
-from qualify.core.scoring import CompiledModel, Contribution, LeadScore
+from qualify.core.scoring import CompiledModel, FitPart, LeadScore
 from qualify.core.state import LeadState
 from qualify.store.repository import LeadStatus
 
@@ -83,7 +83,7 @@ def apply_score(status: LeadStatus, result: LeadScore, version_id: int | None, a
 def qualify_if_due(
     compiled: CompiledModel,
     lead_id: str,
-    fit_at: Callable[[float], tuple[float, tuple[Contribution, ...]]],
+    fit_at: Callable[[float], FitPart],
     profile_moments: Sequence[float],
     state: LeadState,
     status: LeadStatus,
