@@ -291,7 +291,8 @@ def _write_scores(
     checked for their qualification, and their state is left to be rebuilt by the live
     engine when it next needs it."""
     # what the store holds of their profile and lifecycle columns: a rescore changes no
-    # profile, so `save_leads` writes those columns only for the leads routing changed
+    # profile, so `save_leads` writes the scores, and lifecycle columns only for the leads
+    # whose stage, tier or routing changed here
     saved = {lead_id: repo.saved_lead(item) for lead_id, item in stored.items()}
     ledger_rows = Ledger(version_id, now)
     changes = []

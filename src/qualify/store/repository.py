@@ -379,11 +379,16 @@ _ACCOUNTS = {
 }
 
 
+def _id_array(conn: Connection, ids: Sequence[str]) -> Any:
+    """Ids as the one parameter of `_EXISTING`, `_IDENTITIES` or `_ACCOUNTS`: a JSON
+    array (SQLite's `json_each`) or an array (PostgreSQL's `= ANY`)."""
+    return orjson.dumps(list(ids)).decode() if conn.dialect.name == "sqlite" else list(ids)
+
+
 def load_accounts(conn: Connection, ids: Iterable[str]) -> dict[str, Account]:
     found: dict[str, Account] = {}
-    sqlite = conn.dialect.name == "sqlite"
     for part in chunks(sorted(set(ids)), 10_000):
-        param = orjson.dumps(part).decode() if sqlite else list(part)
+        param = _id_array(conn, part)
         for account_id, traits, stamps in conn.exec_driver_sql(
             _ACCOUNTS[conn.dialect.name], (param,)
         ):
@@ -438,11 +443,10 @@ def load_identities(
     by_kind: dict[str, list[str]] = {}
     for kind, value in keys:
         by_kind.setdefault(kind, []).append(value)
-    sqlite = conn.dialect.name == "sqlite"
     sql = _IDENTITIES[conn.dialect.name]
     for kind, values in by_kind.items():
         for part in chunks(sorted(set(values)), 10_000):
-            param = orjson.dumps(part).decode() if sqlite else list(part)
+            param = _id_array(conn, part)
             for value, lead_id in conn.exec_driver_sql(sql, (kind, param)):
                 found[(kind, value)] = lead_id
     return found
@@ -487,9 +491,8 @@ _EXISTING = {
 def existing_message_ids(conn: Connection, ids: Sequence[str]) -> set[str]:
     """Which of these messageIds the store holds already."""
     found: set[str] = set()
-    sqlite = conn.dialect.name == "sqlite"
     for part in chunks(list(ids), 10_000):
-        param = orjson.dumps(part).decode() if sqlite else list(part)
+        param = _id_array(conn, part)
         found.update(row[0] for row in conn.exec_driver_sql(_EXISTING[conn.dialect.name], (param,)))
     return found
 
