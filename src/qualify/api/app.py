@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import time
 from collections.abc import AsyncIterator
@@ -36,19 +37,27 @@ class _LazyCommitter:
     def __init__(self, app: FastAPI) -> None:
         self.app = app
         self.committer: Committer | None = None
+        # the first requests arrive together: one of them starts the writer, the others
+        # wait for it (two writers would each hold their own leads and take turns)
+        self.starting = asyncio.Lock()
 
     async def submit(self, messages: list) -> IngestReport:
         if self.committer is None:
-            state = self.app.state
-            # reads the store (raises NoActiveModel → 503): not on the event loop
-            ingestor = await run_in_threadpool(Ingestor, state.ingest_engine)
-            self.committer = Committer(
-                ingestor,
-                state.settings.group_limit,
-                on_commit=lambda r: state.metrics.ingested(r.ingested, r.duplicates, r.new_mqls),
-                sync=state.ingest_sync,
-            )
+            async with self.starting:
+                if self.committer is None:
+                    self.committer = await self._start()
         return await self.committer.submit(messages)
+
+    async def _start(self) -> Committer:
+        state = self.app.state
+        # reads the store (raises NoActiveModel → 503): not on the event loop
+        ingestor = await run_in_threadpool(Ingestor, state.ingest_engine)
+        return Committer(
+            ingestor,
+            state.settings.group_limit,
+            on_commit=lambda r: state.metrics.ingested(r.ingested, r.duplicates, r.new_mqls),
+            sync=state.ingest_sync,
+        )
 
     def close(self) -> None:
         if self.committer is not None:
