@@ -121,6 +121,8 @@ def one_run(events: list[ActivityEvent], args: argparse.Namespace) -> tuple[floa
             ingestors[turn % len(ingestors)].ingest_batch(events[i : i + args.group])
             if sync is not None:
                 synced.append(syncer.submit(sync))
+            if checkpoints is not None:  # the server's writer does this between groups
+                checkpoints.restart_if_due(writer)
         for done in synced:  # every transaction acknowledged: on disk
             done.result()
         elapsed = time.perf_counter() - start

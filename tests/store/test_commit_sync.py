@@ -110,3 +110,95 @@ def test_a_failed_sync_fails_the_request_and_the_retry_counts_once(tmp_path: Pat
 
 def test_wal_sync_of_a_store_without_a_wal_file_has_nothing_to_do(tmp_path: Path) -> None:
     WalSync(tmp_path / "gone.db")()  # checkpointed and removed: no error
+
+
+def _wal_frames(engine: Engine) -> int:
+    """The frames the WAL holds (a PASSIVE checkpoint's count; it starts nothing over)."""
+    with engine.connect() as conn:
+        return conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)").one()[1]
+
+
+def _commits(ingestor: Ingestor, count: int, first: int = 0) -> None:
+    for i in range(first, first + count):
+        ingestor.ingest_batch([track("Webinar Attended", i / 100, f"lead-{i % 7}")])
+
+
+def test_a_writer_that_never_stops_still_gets_its_wal_started_over(tmp_path: Path) -> None:
+    """A PASSIVE checkpoint copies only what no reader still reads; under load, commits and
+    reads never stop, so the WAL never got copied whole and never started over (it grew to
+    gigabytes). Past the limit a round asks, and the writer starts the WAL over between two
+    of its transactions."""
+    url, engine = _store(tmp_path)
+    writer, _ = ingest_engine(engine, url)
+    checkpoints = Checkpointer(engine, interval=3600, also=(writer,), limit=10)  # rounds: ours
+    ingestor = Ingestor(writer)
+    wal = tmp_path / "q.db-wal"
+    _commits(ingestor, 20)
+    with engine.connect() as reader, reader.begin():
+        reader.exec_driver_sql("SELECT count(*) FROM events").one()  # holds this snapshot
+        _commits(ingestor, 5, 20)
+        checkpoints.restart_if_due(writer)  # no round asked yet: nothing happens
+        checkpoints.checkpoint()  # a round: copies up to the reader's snapshot; asks
+    assert checkpoints.due.is_set()
+    size = wal.stat().st_size
+    _commits(ingestor, 1, 25)
+    assert wal.stat().st_size > size  # the WAL grows on: a round alone did not start it over
+    checkpoints.restart_if_due(writer)
+    assert not checkpoints.due.is_set()
+    size = wal.stat().st_size
+    _commits(ingestor, 1, 26)
+    assert wal.stat().st_size == size  # written from the WAL's beginning again
+    assert 0 < _wal_frames(engine) < 10
+    checkpoints.checkpoint()  # under the limit: nothing to ask
+    assert not checkpoints.due.is_set()
+    checkpoints.stop()
+    assert _stored(engine) == 27
+    writer.dispose()
+    engine.dispose()
+
+
+def test_when_no_writer_comes_by_the_checkpointer_starts_the_wal_over_itself(
+    tmp_path: Path,
+) -> None:
+    url, engine = _store(tmp_path)
+    writer, _ = ingest_engine(engine, url)
+    checkpoints = Checkpointer(engine, interval=3600, also=(writer,), limit=10)
+    _commits(Ingestor(writer), 20)
+    wal = tmp_path / "q.db-wal"
+    size = wal.stat().st_size
+    checkpoints.checkpoint()  # asks
+    assert wal.stat().st_size == size
+    checkpoints.checkpoint()  # nobody came: started over here, and the file's space given back
+    assert (wal.stat().st_size, _wal_frames(engine), checkpoints.due.is_set()) == (0, 0, False)
+    checkpoints.stop()
+    assert _stored(engine) == 20
+    writer.dispose()
+    engine.dispose()
+
+
+def test_the_service_writer_does_its_upkeep_between_groups(tmp_path: Path) -> None:
+    """The whole loop, as `qualify serve` wires it: requests through the group committer,
+    rounds in the background; the WAL stays near its limit instead of growing with every
+    commit."""
+    url, engine = _store(tmp_path)
+    writer, sync = ingest_engine(engine, url)
+    checkpoints = Checkpointer(engine, interval=0.01, also=(writer,), limit=30)
+    committer = Committer(
+        Ingestor(writer), sync=sync, between=lambda: checkpoints.restart_if_due(writer)
+    )
+    largest = 0
+
+    async def scenario() -> None:
+        nonlocal largest
+        for i in range(300):
+            await committer.submit([track("Webinar Attended", i / 100, f"lead-{i % 7}")])
+            largest = max(largest, (tmp_path / "q.db-wal").stat().st_size)
+
+    asyncio.run(scenario())
+    committer.close()
+    checkpoints.stop()
+    frames = largest // (4096 + 24)
+    assert frames < 300  # each commit writes several frames: 300 commits would be > 900
+    assert _stored(engine) == 300
+    writer.dispose()
+    engine.dispose()

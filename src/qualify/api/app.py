@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import time
 from collections.abc import AsyncIterator
@@ -57,6 +58,7 @@ class _LazyCommitter:
             state.settings.group_limit,
             on_commit=lambda r: state.metrics.ingested(r.ingested, r.duplicates, r.new_mqls),
             sync=state.ingest_sync,
+            between=state.writer_upkeep,
         )
 
     def close(self) -> None:
@@ -111,6 +113,9 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.state.settings = settings
         app.state.engine = engine
         app.state.ingest_engine = writer
+        app.state.writer_upkeep = (
+            functools.partial(checkpoints.restart_if_due, writer) if checkpoints else None
+        )
         app.state.keys = KeyCache(engine)
         app.state.limiter = segment.RateLimiter(settings.rate_limit)
         app.state.metrics = Metrics()

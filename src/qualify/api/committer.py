@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from qualify.errors import StoreError
 from qualify.service.ingest import Ingestor, IngestReport
 
 __all__ = ["Committer"]
+
+log = logging.getLogger("qualify.api")
 
 
 @dataclass(slots=True)
@@ -43,11 +46,15 @@ class Committer:
         limit: int = 5000,
         on_commit: Callable[[IngestReport], None] | None = None,
         sync: Callable[[], None] | None = None,
+        between: Callable[[], None] | None = None,
     ) -> None:
+        """`between`: what the writer does after each group, before the next (upkeep that
+        needs a moment with no transaction open, as starting the WAL over)."""
         self.ingestor = ingestor
         self.limit = limit
         self.on_commit = on_commit
         self.sync = sync
+        self.between = between
         self.jobs: queue.Queue[_Job | None] = queue.Queue()
         self.committed: queue.Queue[tuple[list[_Job], IngestReport] | None] = queue.Queue()
         self.thread = threading.Thread(target=self._run, name="qualify-writer", daemon=True)
@@ -91,6 +98,11 @@ class Committer:
             self._commit(group)
             if stop:
                 return
+            if self.between is not None:
+                try:
+                    self.between()
+                except Exception:  # upkeep: the next group must go on regardless
+                    log.exception("the writer's upkeep between groups failed")
 
     def _commit(self, group: list[_Job]) -> None:
         try:
