@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from operator import itemgetter
+from operator import attrgetter, itemgetter
 from typing import Any
 
 import msgspec
@@ -337,26 +337,22 @@ class SavedLead:
     lifecycle: tuple[Any, ...]
 
 
+# one call each, not a getattr per column: this runs for every lead a transaction writes
+_PROFILE = attrgetter(
+    "traits.revision",  # the traits as they are now (their dicts change only with it)
+    "account_id",
+    "account_stamp",
+    "source",
+    "campaign",
+    "source_stamp",
+)
+_LIFECYCLE = attrgetter(
+    "stage", "stage_at", "recycled_at", "qualified_at", "created_at", "tier", *ROUTING_COLUMNS
+)
+
+
 def saved_lead(stored: StoredLead) -> SavedLead:
-    r, s = stored.record, stored.status
-    profile = (
-        r.traits.revision,  # the traits as they are now (their dicts change only with it)
-        r.account_id,
-        r.account_stamp,
-        r.source,
-        r.campaign,
-        r.source_stamp,
-    )
-    lifecycle = (
-        s.stage,
-        s.stage_at,
-        s.recycled_at,
-        s.qualified_at,
-        s.created_at,
-        s.tier,
-        *(getattr(s, name) for name in ROUTING_COLUMNS),
-    )
-    return SavedLead(profile, lifecycle)
+    return SavedLead(_PROFILE(stored.record), _LIFECYCLE(stored.status))
 
 
 def _changed_values(stored: StoredLead, profile: bool, lifecycle: bool) -> dict[str, Any]:
