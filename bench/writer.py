@@ -13,12 +13,15 @@ then finds that the other wrote since its own last commit, and must forget what 
 wrote. `--postgres URL` runs on a new database on that server instead of SQLite. Besides the
 time, it prints the leads read from the store (what the ingestors did not hold in memory).
 
+`--every N` prints, every N messages, the rate since the last line and the sizes of the store
+and its WAL: how the writer holds up as the store grows under a steady load.
+
 `--held N` first ingests N other leads (one identify each, not timed), which the (first)
 ingestor then holds in memory, as a server does every lead it has written since it started (up to
 `WARM_LIMIT`): a transaction's cost must not grow with them.
 
     python bench/writer.py [--events 50000] [--group 800] [--runs 3] [--ingestors 1] [--held 0]
-                           [--postgres postgresql://postgres@127.0.0.1:5432/test]
+                           [--every N] [--postgres postgresql://postgres@127.0.0.1:5432/test]
 """
 
 from __future__ import annotations
@@ -56,6 +59,9 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--ingestors", type=int, default=1, help="taking turns, as workers do")
     parser.add_argument("--postgres", help="a PostgreSQL server URL: run there, not on SQLite")
     parser.add_argument("--held", type=int, default=0, help="other leads held in memory first")
+    parser.add_argument(
+        "--every", type=int, default=0, help="print the rate and file sizes every N messages"
+    )
     return parser.parse_args()
 
 
@@ -117,7 +123,10 @@ def one_run(events: list[ActivityEvent], args: argparse.Namespace) -> tuple[floa
         read = _count_reads()
         start = time.perf_counter()
         synced = []
+        mark = start
         for turn, i in enumerate(range(0, len(events), args.group)):
+            if args.every and i and i % args.every < args.group:
+                mark = _report(i, args.every, mark, url)
             ingestors[turn % len(ingestors)].ingest_batch(events[i : i + args.group])
             if sync is not None:
                 synced.append(syncer.submit(sync))
@@ -132,6 +141,20 @@ def one_run(events: list[ActivityEvent], args: argparse.Namespace) -> tuple[floa
         engine.dispose()
     shutil.rmtree(folder)
     return elapsed, read()
+
+
+def _report(done: int, every: int, mark: float, url: str) -> float:
+    """A line of `--every`: the rate since the last line, and the store's file sizes (the
+    WAL's shows whether checkpoints keep up with a steady load)."""
+    now = time.perf_counter()
+    line = f"{done:>10,} messages: {every / (now - mark):,.0f} events/s"
+    if url.startswith("sqlite:///"):
+        database = Path(url.removeprefix("sqlite:///"))
+        wal = Path(f"{database}-wal")
+        size = wal.stat().st_size if wal.exists() else 0
+        line += f", store {database.stat().st_size / 1e6:,.0f} MB, WAL file {size / 1e6:,.0f} MB"
+    print(line, flush=True)
+    return now
 
 
 def _count_reads() -> Callable[[], int]:
