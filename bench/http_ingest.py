@@ -38,6 +38,7 @@ from qualify.store import open_engine
 from qualify.store.database import sqlite_pragmas
 from serving import start_service, stop_service
 
+WAL_SIZES: list[int] = []  # after each SQLite throughput run: does the WAL stay bounded?
 INSERT = (
     "INSERT INTO events (message_id, lead_id, type, name, ts, received_at, payload) "
     "VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -74,6 +75,12 @@ def fresh_sqlite(name: str) -> str:
     return f"sqlite:///{folder / name}"
 
 
+def wal_size(db: str) -> int:
+    """The bytes of a SQLite store's WAL file (0: none, or not SQLite)."""
+    wal = Path(f"{db.removeprefix('sqlite:///')}-wal")
+    return wal.stat().st_size if db.startswith("sqlite:///") and wal.exists() else 0
+
+
 def throughput(db: str, messages: list[bytes], workers: int) -> float:
     service = start_service(db, "--workers", str(workers), model=str(model_path()))
     bodies = [
@@ -103,6 +110,7 @@ def throughput(db: str, messages: list[bytes], workers: int) -> float:
             for future in [pool.submit(client) for _ in range(8)]:
                 future.result()
         elapsed = time.perf_counter() - start
+        WAL_SIZES.append(wal_size(db))
     finally:
         stop_service(service)
     if failures:
@@ -206,6 +214,7 @@ def measure_throughput(args: argparse.Namespace, messages: list[bytes]) -> None:
         f"SQLite, 1 worker: median {mine:.1f}s ({', '.join(f'{t:.1f}' for t in ours)}) "
         f"= {len(messages) / mine:,.0f} events/s"
     )
+    print(f"WAL file after each run: {', '.join(f'{b / 1e6:,.0f} MB' for b in WAL_SIZES)}")
     print(
         f"baseline raw inserts, commit per 100: median {base:.1f}s = "
         f"{len(messages) / base:,.0f} events/s; ratio {base / mine:.1%}"
