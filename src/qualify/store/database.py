@@ -206,7 +206,8 @@ class Checkpointer:
 
 
 def _checkpoint(engine: Engine, mode: str) -> int:
-    """Runs a checkpoint; returns the frames the WAL holds (0 when it started over)."""
+    """Runs a checkpoint; returns the frames the WAL held as it ran (0 after TRUNCATE; -1: no
+    WAL). After RESTART it still counts the old frames until the next commit starts over."""
     connection = engine.raw_connection()
     try:
         cursor = connection.cursor()
