@@ -71,7 +71,9 @@ def fresh_database(kind: str, tmp: Path, server: str | None = None) -> Iterator[
     admin.dispose()
 
 
-def start_service(db: str, *args: str, model: str = "worked_example.yaml") -> Service:
+def prepare_store(db: str, model: str = "worked_example.yaml") -> dict[str, str]:
+    """The store a test server starts on: the model active, and a key of each role (role →
+    secret)."""
     engine = open_engine(db)
     activate_model(engine, load_model((FIXTURES / model).read_text(), model), clock=time.time)
     keys = {}
@@ -79,6 +81,11 @@ def start_service(db: str, *args: str, model: str = "worked_example.yaml") -> Se
         for role in ("write", "read", "sales", "marketing", "admin"):
             keys[role] = create_key(conn, role, f"test {role}", time.time())[1]
     engine.dispose()
+    return keys
+
+
+def start_service(db: str, *args: str, model: str = "worked_example.yaml") -> Service:
+    keys = prepare_store(db, model)
     port = free_port()
     log = tempfile.TemporaryFile()  # noqa: SIM115 - closed by stop_service; not a pipe, which a chatty server could fill
     process = subprocess.Popen(

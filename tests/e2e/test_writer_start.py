@@ -6,7 +6,6 @@ can count the writer threads it started."""
 from __future__ import annotations
 
 import gc
-import socket
 import threading
 import time
 import uuid
@@ -18,13 +17,7 @@ import uvicorn
 
 from qualify.api.app import create_app
 from qualify.api.settings import ServiceSettings
-from qualify.model import load_model
-from qualify.service.rescore import activate_model
-from qualify.store import open_engine
-from qualify.store.database import writing
-from qualify.store.keys import create_key
-
-FIXTURES = Path(__file__).parent.parent / "fixtures"
+from serving import free_port, prepare_store
 
 
 def writers() -> list[threading.Thread]:
@@ -33,15 +26,8 @@ def writers() -> list[threading.Thread]:
 
 def test_requests_arriving_together_start_one_writer(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'store.db'}"
-    engine = open_engine(db)
-    model = load_model((FIXTURES / "worked_example.yaml").read_text(), "worked_example.yaml")
-    activate_model(engine, model, clock=time.time)
-    with writing(engine) as conn:
-        key = create_key(conn, "write", "test", time.time())[1]
-    engine.dispose()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    key = prepare_store(db)["write"]
+    port = free_port()
     app = create_app(ServiceSettings(database_url=db, schedule_every=0))
     server = uvicorn.Server(uvicorn.Config(app, port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
