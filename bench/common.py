@@ -62,6 +62,12 @@ def events_file(
     return path, count
 
 
+def wal_bytes(url: str) -> int:
+    """The size of a SQLite store's WAL file (0: none, or not a SQLite URL)."""
+    wal = Path(f"{url.removeprefix('sqlite:///')}-wal")
+    return wal.stat().st_size if url.startswith("sqlite:///") and wal.exists() else 0
+
+
 def arguments() -> argparse.Namespace:
     """`--events N` (the file's size, about) and `--runs N` (how many timed runs)."""
     parser = argparse.ArgumentParser()

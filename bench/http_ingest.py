@@ -33,7 +33,7 @@ import httpx
 import orjson
 
 sys.path.insert(0, str(Path(__file__).parent.parent / "tests"))
-from common import OUT, events_file, machine, model_path
+from common import OUT, events_file, machine, model_path, wal_bytes
 from qualify.store import open_engine
 from qualify.store.database import sqlite_pragmas
 from serving import start_service, stop_service
@@ -75,12 +75,6 @@ def fresh_sqlite(name: str) -> str:
     return f"sqlite:///{folder / name}"
 
 
-def wal_size(db: str) -> int:
-    """The bytes of a SQLite store's WAL file (0: none, or not SQLite)."""
-    wal = Path(f"{db.removeprefix('sqlite:///')}-wal")
-    return wal.stat().st_size if db.startswith("sqlite:///") and wal.exists() else 0
-
-
 def throughput(db: str, messages: list[bytes], workers: int) -> float:
     service = start_service(db, "--workers", str(workers), model=str(model_path()))
     bodies = [
@@ -110,7 +104,7 @@ def throughput(db: str, messages: list[bytes], workers: int) -> float:
             for future in [pool.submit(client) for _ in range(8)]:
                 future.result()
         elapsed = time.perf_counter() - start
-        WAL_SIZES.append(wal_size(db))
+        WAL_SIZES.append(wal_bytes(db))
     finally:
         stop_service(service)
     if failures:

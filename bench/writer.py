@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from common import OUT, events_file, machine, model_path
+from common import OUT, events_file, machine, model_path, wal_bytes
 from qualify.core.activity import ActivityEvent, decode_message
 from qualify.model import load_model
 from qualify.service.ingest import Ingestor
@@ -149,10 +149,8 @@ def _report(done: int, every: int, mark: float, url: str) -> float:
     now = time.perf_counter()
     line = f"{done:>10,} messages: {every / (now - mark):,.0f} events/s"
     if url.startswith("sqlite:///"):
-        database = Path(url.removeprefix("sqlite:///"))
-        wal = Path(f"{database}-wal")
-        size = wal.stat().st_size if wal.exists() else 0
-        line += f", store {database.stat().st_size / 1e6:,.0f} MB, WAL file {size / 1e6:,.0f} MB"
+        store = Path(url.removeprefix("sqlite:///")).stat().st_size
+        line += f", store {store / 1e6:,.0f} MB, WAL file {wal_bytes(url) / 1e6:,.0f} MB"
     print(line, flush=True)
     return now
 
