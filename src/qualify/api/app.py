@@ -28,7 +28,16 @@ from qualify.service.webhooks import DeliveryPolicy, DeliveryWorker
 from qualify.store import open_engine
 from qualify.store.database import Checkpointer, ingest_engine
 
-__all__ = ["app_from_env", "create_app"]
+__all__ = ["app_from_env", "create_app", "settle_collector"]
+
+
+def settle_collector() -> None:
+    """The garbage collector as a long-running writer wants it: what was loaded to start is
+    permanent (frozen); and the leads the writer keeps in memory are many small long-lived
+    objects the cyclic collector would rescan again and again, pausing every request (our
+    code makes no cycles on its hot paths), so it runs far less often."""
+    gc.freeze()
+    gc.set_threshold(100_000, 50, 100)
 
 
 class _LazyCommitter:
@@ -136,11 +145,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
             )
             scheduler.start()
         app.state.deliveries = deliveries
-        # What was loaded to start is permanent; and the leads the writer keeps in memory
-        # are many small long-lived objects the cyclic collector would rescan again and
-        # again, pausing every request (our code makes no cycles on its hot paths).
-        gc.freeze()
-        gc.set_threshold(100_000, 50, 100)
+        settle_collector()
         try:
             yield
         finally:
