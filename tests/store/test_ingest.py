@@ -196,6 +196,60 @@ def test_a_lead_scored_later_sees_what_another_member_changed_on_its_account(
     assert lead_row(engine, "u1")["rule_points"] == {"target industry": 15, "webinar attended": 20}
 
 
+ACCOUNT_FIT = WORKED.replace(
+    "when: {industry: financial services}", "when: {account.industry: financial services}"
+)
+
+
+def group_message(user: str, day: float, industry: str, account: str = "acme") -> object:
+    traits = {"industry": industry}
+    return message(type="group", userId=user, groupId=account, timestamp=at(day), traits=traits)
+
+
+@pytest.mark.parametrize("held", [True, False], ids=["held-in-memory", "read-from-store"])
+def test_a_change_to_an_account_rescores_its_other_members_at_once(
+    engine: Engine, held: bool
+) -> None:
+    """u1 (90 points) waits below the bar; u2's group message makes their account a
+    financial-services one, worth 15 fit points to every member: u1 is an MQL from that
+    moment, without a message of its own, and the points are booked to u2's message."""
+    activate(engine, ACCOUNT_FIT)
+    ingestor = Ingestor(engine, clock=lambda: at(20))
+    ingestor.ingest(
+        [
+            identify("u1", 0, company_size=800),
+            group_message("u1", 0.2, "retail"),
+            track("Content Downloaded", 0.5, "u1", content_type="whitepaper", topic="compliance"),
+            track("Webinar Attended", 1, "u1"),
+            page("/pricing", 2, "u1"),
+            page("/pricing", 3, "u1"),
+            identify("u3", 0),
+            group_message("u3", 0.3, "retail", account="other"),
+        ]
+    )
+    before = lead_row(engine, "u1")
+    assert (before["score"], before["stage"]) == (90, "lead")
+    change = group_message("u2", 5, "financial services")
+    writer = ingestor if held else Ingestor(engine, clock=lambda: at(20))
+    writer.ingest([identify("u2", 4), change])
+
+    row = lead_row(engine, "u1")
+    assert (row["fit"], row["score"], row["stage"]) == (25, 105, "mql")
+    assert row["qualified_at"] == at(5)  # the moment the account changed
+    with engine.connect() as conn:
+        booked = conn.execute(
+            select(ledger.c.reason, ledger.c.message_id, ledger.c.points).where(
+                ledger.c.lead_id == "u1", ledger.c.rule == "target industry"
+            )
+        ).all()
+    assert [tuple(b) for b in booked] == [("profile", change.message_id, 15)]
+    assert lead_row(engine, "u2")["fit"] == 15
+    assert lead_row(engine, "u3")["fit"] == 0  # another account's member: untouched
+    # the next message of u1 changes nothing more
+    writer.ingest([track("Webinar Attended", 6, "u1")])
+    assert ledger_by_rule(engine, "u1")["target industry"] == 15
+
+
 def test_later_traits_win_whatever_the_arrival_order(engine: Engine) -> None:
     activate(engine)
     ingestor = Ingestor(engine, clock=lambda: at(20))

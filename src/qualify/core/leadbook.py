@@ -170,6 +170,8 @@ class Applied:
     touched: Sequence[int]  # engagement rules the message matched
     merged: tuple[tuple[str, str], ...]  # (from lead, into lead)
     profile_changed: bool
+    # a group message that changed its account's traits: every member's profile changed
+    account_changed: bool = False
 
 
 class LeadBook:
@@ -230,17 +232,19 @@ class LeadBook:
         stamp = (event.timestamp, event.message_id)
         touched: Sequence[int] = ()
         changed = bool(resolution.merges)
+        account_changed = False
         if event.type == "identify":
             changed = record.traits.update(event.traits, stamp) or changed
         elif event.type == "group":
             assert event.group_id is not None
-            self.account(event.group_id).traits.update(event.traits, stamp)
+            account_changed = self.account(event.group_id).traits.update(event.traits, stamp)
             if record.account_stamp is None or record.account_stamp <= stamp:
                 changed = changed or record.account_id != event.group_id
                 record.account_id, record.account_stamp = event.group_id, stamp
+            changed = changed or (account_changed and record.account_id == event.group_id)
         elif event.name:
             touched = self.compiled.apply(record.state, event)
-        return Applied(resolution.lead_id, touched, resolution.merges, changed)
+        return Applied(resolution.lead_id, touched, resolution.merges, changed, account_changed)
 
     def apply_all(self, events: Iterable[ActivityEvent], *, chunk: int = 200_000) -> None:
         """Apply a stream of messages when only the leads' scores will be read.

@@ -252,6 +252,8 @@ class _BatchWork:
         self.merges: list[tuple[str, str]] = []
         self.event_rows: list[dict[str, Any]] = []
         self.groups: set[str] = set()  # accounts whose traits a message set
+        # accounts whose traits a message changed: (its earliest time, the latest messageId)
+        self.regrouped: dict[str, tuple[float, str]] = {}
         self.fit_rules = {rule.name for rule in self.compiled.model.fit}
         self.values = ValuesAt(self.compiled, now)
         self.routing: Routing | None = None
@@ -268,6 +270,8 @@ class _BatchWork:
 
     def finish(self) -> IngestReport:
         report = self.report
+        if self.regrouped:
+            self._regroup()
         if self.earliest:
             changes = self._score_touched()
             self._write_rows()
@@ -290,13 +294,17 @@ class _BatchWork:
             found = {key: owner.get(lead, lead) for key, lead in found.items()}
         self.graph.load(found)
         wanted = {lead for lead in found.values() if lead not in book.leads}
+        self._load_leads(wanted, {e.group_id for e in fresh if e.group_id is not None})
+
+    def _load_leads(self, wanted: set[str], account_ids: set[str]) -> None:
+        """These leads from the store, with their accounts and those named."""
+        conn, book = self.conn, self.book
         stored = repo.load_leads(conn, wanted, len(self.compiled.rules), lenient=True)
         for lead_id, lead in stored.items():
             book.leads[lead_id] = lead.record
             self.statuses[lead_id] = lead.status
             self.existing_leads.add(lead_id)
             self.saved[lead_id] = repo.saved_lead(lead)
-        account_ids = {e.group_id for e in fresh if e.group_id is not None}
         account_ids |= {s.record.account_id for s in stored.values() if s.record.account_id}
         account_ids -= self.accounts_looked_up
         self.accounts_looked_up |= account_ids
@@ -342,8 +350,41 @@ class _BatchWork:
             )
             if event.group_id is not None:
                 self.groups.add(event.group_id)
+                if applied.account_changed:
+                    since, _ = self.regrouped.get(event.group_id, (event.timestamp, ""))
+                    moment = min(since, event.timestamp)
+                    self.regrouped[event.group_id] = (moment, event.message_id)
             self.event_rows.append(repo.event_row(event, lead_id, self.now))
             self._settle_event(lead_id, status, event, applied)
+
+    def _regroup(self) -> None:
+        """A message changed an account's traits, so the profile of every lead linked to it
+        changed, not only the sender's: each is scored with the rest — its fit points
+        booked to that message, and qualified from that moment if its criteria now hold
+        — rather than at its own next message. Members are the stored leads linked to
+        the account, and those this transaction linked; each is judged by the link it has
+        in memory, the latest."""
+        book, regrouped = self.book, self.regrouped
+        members = repo.account_members(self.conn, regrouped)
+        members |= {i for i in self.earliest if book.leads[i].account_id in regrouped}
+        members -= book.removed
+        self._load_leads({i for i in members if i not in book.leads}, set())
+        for lead_id in sorted(members):
+            record = book.leads.get(lead_id)
+            if record is None or record.account_id not in regrouped:
+                continue
+            moment, message_id = regrouped[record.account_id]
+            status = self.statuses[lead_id]
+            _, fit = book.fit(record, self.now)
+            self.ledger.settle(
+                lead_id,
+                status.rule_points,
+                {c.rule: c.points for c in fit},
+                "profile",
+                message_id,
+                only=self.fit_rules,
+            )
+            self.earliest[lead_id] = min(self.earliest.get(lead_id, moment), moment)
 
     def _score_touched(self) -> list[dict[str, Any]]:
         """Score every touched lead as of the batch's clock; qualify those whose criteria

@@ -448,6 +448,14 @@ def load_identities(
     return found
 
 
+def account_members(conn: Connection, account_ids: Iterable[str]) -> set[str]:
+    """The stored leads linked to these accounts."""
+    found: set[str] = set()
+    for part in chunks(sorted(account_ids)):
+        found.update(conn.scalars(select(leads.c.id).where(leads.c.account_id.in_(part))))
+    return found
+
+
 def save_identities(conn: Connection, rows: Sequence[tuple[str, str, str]]) -> None:
     generation = written_generation(conn)
     insert_rows(
