@@ -365,7 +365,9 @@ class _BatchWork:
         the account, and those this transaction linked; each is judged by the link it has
         in memory, the latest."""
         book, regrouped = self.book, self.regrouped
-        members = repo.account_members(self.conn, regrouped)
+        # an account created in this transaction has no stored member yet
+        stored = [a for a in regrouped if a in self.existing_accounts]
+        members = repo.account_members(self.conn, stored) if stored else set()
         members |= {i for i in self.earliest if book.leads[i].account_id in regrouped}
         members -= book.removed
         self._load_leads({i for i in members if i not in book.leads}, set())
