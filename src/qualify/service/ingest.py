@@ -252,7 +252,8 @@ class _BatchWork:
         self.merges: list[tuple[str, str]] = []
         self.event_rows: list[dict[str, Any]] = []
         self.groups: set[str] = set()  # accounts whose traits a message set
-        # accounts whose traits a message changed: (its earliest time, the latest messageId)
+        # accounts whose traits a message changed: (the earliest such time, the last such
+        # message applied, whose messageId the members' ledger rows name)
         self.regrouped: dict[str, tuple[float, str]] = {}
         self.fit_rules = {rule.name for rule in self.compiled.model.fit}
         self.values = ValuesAt(self.compiled, now)
