@@ -28,7 +28,16 @@ from qualify.store.versions import active_version_id
 
 T0 = 1_772_323_200.0
 DAY = 86400.0
-MODEL = load_model(demo_model_text())
+# the demo model, and a fit rule on the account's traits: a group message changes the
+# profile of every lead linked to the account
+MODEL = load_model(
+    demo_model_text().replace(
+        "\nfit:\n",
+        "\nfit:\n  - name: software account\n    when: {account.industry: software}\n"
+        "    points: 5\n",
+        1,
+    )
+)
 EVENTS = (
     ("page", None, {"path": "/pricing"}),
     ("page", None, {"path": "/product/reporting"}),
