@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from helpers import DAY, at, identify, message, page, track
+from qualify.core.activity import ActivityEvent
 from qualify.core.lifecycle import Stage
 from qualify.errors import LeadNotFound, NoActiveModel, TransitionNotAllowed
 from qualify.model import load_model
@@ -149,13 +150,18 @@ def test_alias_merges_a_previous_id(engine: Engine) -> None:
         explain_lead(engine, "never-seen")
 
 
+ACCOUNT_FIT = WORKED.replace(
+    "when: {industry: financial services}", "when: {account.industry: financial services}"
+)
+
+
+def group_message(user: str, day: float, industry: str, account: str = "acme") -> ActivityEvent:
+    traits = {"industry": industry}
+    return message(type="group", userId=user, groupId=account, timestamp=at(day), traits=traits)
+
+
 def test_group_links_an_account_whose_traits_fit_rules_can_read(engine: Engine) -> None:
-    activate(
-        engine,
-        WORKED.replace(
-            "when: {industry: financial services}", "when: {account.industry: financial services}"
-        ),
-    )
+    activate(engine, ACCOUNT_FIT)
     Ingestor(engine, clock=lambda: at(20)).ingest(
         [
             identify("u1", 0),
@@ -176,34 +182,15 @@ def test_a_lead_scored_later_sees_what_another_member_changed_on_its_account(
     engine: Engine,
 ) -> None:
     """The writer remembers each lead's fit between transactions; a change to the account's
-    traits (sent by another member) must show at the lead's next message."""
-    activate(
-        engine,
-        WORKED.replace(
-            "when: {industry: financial services}", "when: {account.industry: financial services}"
-        ),
-    )
+    traits (sent by another member) must not leave it stale: it shows at once (see the next
+    test) and stays at the lead's next message."""
+    activate(engine, ACCOUNT_FIT)
     ingestor = Ingestor(engine, clock=lambda: at(20))
-
-    def group(user: str, day: float, industry: str) -> dict:
-        traits = {"industry": industry}
-        return message(type="group", userId=user, groupId="acme", timestamp=at(day), traits=traits)
-
-    ingestor.ingest([identify("u1", 0), group("u1", 1, "retail")])
+    ingestor.ingest([identify("u1", 0), group_message("u1", 1, "retail")])
     assert lead_row(engine, "u1")["fit"] == 0
-    ingestor.ingest([identify("u2", 2), group("u2", 3, "financial services")])
+    ingestor.ingest([identify("u2", 2), group_message("u2", 3, "financial services")])
     ingestor.ingest([track("Webinar Attended", 4, "u1")])
     assert lead_row(engine, "u1")["rule_points"] == {"target industry": 15, "webinar attended": 20}
-
-
-ACCOUNT_FIT = WORKED.replace(
-    "when: {industry: financial services}", "when: {account.industry: financial services}"
-)
-
-
-def group_message(user: str, day: float, industry: str, account: str = "acme") -> object:
-    traits = {"industry": industry}
-    return message(type="group", userId=user, groupId=account, timestamp=at(day), traits=traits)
 
 
 @pytest.mark.parametrize("held", [True, False], ids=["held-in-memory", "read-from-store"])
