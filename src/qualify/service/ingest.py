@@ -352,9 +352,9 @@ class _BatchWork:
             if event.group_id is not None:
                 self.groups.add(event.group_id)
                 if applied.account_changed:
-                    since, _ = self.regrouped.get(event.group_id, (event.timestamp, ""))
-                    moment = min(since, event.timestamp)
-                    self.regrouped[event.group_id] = (moment, event.message_id)
+                    known = self.regrouped.get(event.group_id)
+                    first = event.timestamp if known is None else min(known[0], event.timestamp)
+                    self.regrouped[event.group_id] = (first, event.message_id)
             self.event_rows.append(repo.event_row(event, lead_id, self.now))
             self._settle_event(lead_id, status, event, applied)
 
@@ -377,17 +377,17 @@ class _BatchWork:
             if record is None or record.account_id not in regrouped:
                 continue
             moment, message_id = regrouped[record.account_id]
-            status = self.statuses[lead_id]
-            _, fit = book.fit(record, self.now)
-            self.ledger.settle(
-                lead_id,
-                status.rule_points,
-                {c.rule: c.points for c in fit},
-                "profile",
-                message_id,
-                only=self.fit_rules,
-            )
+            self._settle_fit(lead_id, self.statuses[lead_id], message_id)
             self.earliest[lead_id] = min(self.earliest.get(lead_id, moment), moment)
+
+    def _settle_fit(self, lead_id: str, status: repo.LeadStatus, message_id: str) -> None:
+        """Ledger rows for a change of the lead's profile, booked to the message that made
+        it (only fit rules read the profile)."""
+        _, fit = self.book.fit(self.book.leads[lead_id], self.now)
+        new_fit = {c.rule: c.points for c in fit}
+        self.ledger.settle(
+            lead_id, status.rule_points, new_fit, "profile", message_id, only=self.fit_rules
+        )
 
     def _score_touched(self) -> list[dict[str, Any]]:
         """Score every touched lead as of the batch's clock; qualify those whose criteria
@@ -513,17 +513,8 @@ class _BatchWork:
                 lead_id, status.rule_points, result.rule_points(), "merge", event.message_id
             )
             return
-        if applied.profile_changed:  # only fit rules read the profile
-            _, fit = book.fit(record, self.now)
-            new_fit = {c.rule: c.points for c in fit}
-            self.ledger.settle(
-                lead_id,
-                status.rule_points,
-                new_fit,
-                "profile",
-                event.message_id,
-                only=self.fit_rules,
-            )
+        if applied.profile_changed:
+            self._settle_fit(lead_id, status, event.message_id)
             return
         half_life = compiled.model.half_life
         new: dict[str, float] = {}
