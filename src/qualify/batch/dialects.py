@@ -15,6 +15,7 @@ engine to score with the live engine (`qualify.batch.engine`).
 from __future__ import annotations
 
 import decimal
+from collections.abc import Collection
 from typing import Any
 
 import ibis
@@ -29,6 +30,8 @@ __all__ = [
     "DuckDBDialect",
     "PostgresDialect",
     "SparkDialect",
+    "duckdb_stored_events",
+    "duckdb_stored_messages",
     "pg_rule_properties",
 ]
 
@@ -286,6 +289,42 @@ def _variant_type(value: Any) -> ir.StringValue:
 def _json_extract_many(doc: Any, paths: list[str]) -> Any: ...  # type: ignore[empty-body]
 
 
+@ibis.udf.scalar.builtin(name="json_extract", signature=((JSON, dt.string), JSON))
+def _json_get(doc: Any, path: str) -> Any: ...  # type: ignore[empty-body]
+
+
+@ibis.udf.scalar.builtin(name="json_keys", signature=((JSON,), dt.Array(dt.string)))
+def _json_keys(doc: Any) -> Any: ...  # type: ignore[empty-body]
+
+
+@ibis.udf.scalar.builtin(name="json_keys", signature=((dt.string,), dt.Array(dt.string)))
+def _json_keys_text(text: Any) -> Any: ...  # type: ignore[empty-body]
+
+
+@ibis.udf.scalar.builtin(
+    name="json_extract", signature=((dt.string, dt.Array(dt.string)), dt.Array(JSON))
+)
+def _json_extract_text_many(text: Any, paths: list[str]) -> Any: ...  # type: ignore[empty-body]
+
+
+@ibis.udf.scalar.builtin(name="json_valid", signature=((dt.string,), dt.boolean))
+def _json_valid(text: Any) -> Any: ...  # type: ignore[empty-body]
+
+
+@ibis.udf.scalar.builtin(
+    name="list_distinct", signature=((dt.Array(dt.string),), dt.Array(dt.string))
+)
+def _list_distinct(values: Any) -> Any: ...  # type: ignore[empty-body]
+
+
+@ibis.udf.scalar.builtin(name="json_object", signature=((dt.string, dt.string), JSON))
+def _json_object(key: str, value: Any) -> Any: ...  # type: ignore[empty-body]
+
+
+@ibis.udf.scalar.builtin(name="to_json", signature=((dt.string,), dt.string))
+def _json_quote(text: Any) -> Any: ...  # type: ignore[empty-body]
+
+
 @ibis.udf.scalar.builtin(name="json_type", signature=((JSON,), dt.string))
 def _json_type(value: Any) -> Any: ...  # type: ignore[empty-body]
 
@@ -363,6 +402,76 @@ def pg_rule_properties(payload: ir.Value, kind: ir.StringValue) -> ir.Value:
         (named, _jsonb_concat(pair, properties)),  # the right side wins a shared key
         else_=properties,
     )
+
+
+def duckdb_stored_messages(raw: ir.Table) -> ir.Table:
+    """A store's `events` rows (`lead_id`, `message_id`, `type`, `name`, `ts`, the stored
+    message as JSON text `payload`), each message parsed for what rules read: `ok` (it
+    parses), `parts` (its properties and its name, as JSON) and `twice` (a key sent twice
+    at its top). DuckDB's JSON functions parse their text at every call, so this is the
+    one step that reads the messages; `duckdb_stored_events` reads its parts."""
+    ok = _json_valid(raw.payload)
+    parts = _json_extract_text_many(raw.payload, ["$.properties", "$.name"])
+    return raw.select(
+        "lead_id",
+        "message_id",
+        "type",
+        "name",
+        ts=raw.ts.cast("float64"),
+        ok=ok,
+        parts=ibis.ifelse(ok, parts, ibis.null(dt.Array(JSON))),
+        twice=ibis.ifelse(ok, _sent_twice(_json_keys_text(raw.payload)), False),
+    )
+
+
+def duckdb_stored_events(messages: ir.Table, keys: Collection[str]) -> ir.Table:
+    """Stored messages (`duckdb_stored_messages`) as the plan's events relation, read by
+    DuckDB itself: the name rules match, the properties as the live engine decodes them,
+    and `rare` where DuckDB would not read what the live engine reads — a track's non-ASCII
+    name (`lower()` is not `casefold()`), a message DuckDB cannot parse, or a key sent twice
+    on the way to a value rules read (`keys`): DuckDB reads the first, the live engine the
+    last. Their leads are scored by the live engine."""
+    dialect = DIALECTS["duckdb"]
+    properties = messages.parts[0]
+    track = messages.type == "track"
+    twice = messages.twice | _sent_twice(_json_keys(properties))
+    parents = {
+        tuple(parts[:i]) for key in keys for parts in [key_parts(key)] for i in range(1, len(parts))
+    }
+    for path in sorted(parents):
+        twice = twice | _sent_twice(_json_keys(_json_get(properties, _json_path(list(path)))))
+    page_name = _json_extract_string(messages.parts[1], "$")
+    return messages.select(
+        "lead_id",
+        "message_id",
+        name=ibis.ifelse(track, dialect.strip(messages.name).lower(), messages.type),
+        ts=messages.ts,
+        properties=duckdb_rule_properties(page_name, properties, messages.type),
+        rare=(track & ~dialect.is_ascii(messages.name)) | ~messages.ok | twice.fill_null(False),
+    )
+
+
+def duckdb_rule_properties(
+    name: ir.StringValue, properties: ir.Value, kind: ir.StringValue
+) -> ir.Value:
+    """The properties rules see in a stored message (DuckDB): as `pg_rule_properties`, a
+    page or screen view's `name` joins them unless they carry their own. Spliced into the
+    object's (minified) text after its other keys, where the live engine puts it."""
+    named = kind.isin(("page", "screen")) & name.notnull() & (name != "")
+    text = properties.cast("string")
+    own = _json_get(properties, '$."name"').notnull()
+    alone = _json_object("name", name)
+    added = (text.substr(0, text.length() - 1) + ',"name":' + _json_quote(name) + "}").cast(JSON)
+    return ibis.cases(
+        (named & (properties.isnull() | (text == "{}")), alone),
+        (named & ~own, added),
+        else_=properties,
+    )
+
+
+def _sent_twice(names: ir.ArrayValue) -> ir.BooleanValue:
+    """Whether an object's keys (`json_keys`) hold one twice (NULL when it is no object)."""
+    return names.length() != _list_distinct(names).length()
 
 
 def _pg_get(doc: Any, parts: list[str]) -> tuple[Any, ir.StringValue]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +87,27 @@ class Backend:
 
     def collect(self, table: ir.Table) -> pa.Table:
         return table.to_pyarrow()
+
+    def stored_events(self, rows: pa.RecordBatchReader, keys: Collection[str]) -> ir.Table:
+        """A store's events (`stored_rows`) as the plan's events relation, in a table of
+        the engine's own: DuckDB takes the names and properties out of each stored message
+        itself (`duckdb_stored_events`), as PostgreSQL does in place."""
+        from qualify.batch.dialects import duckdb_stored_events, duckdb_stored_messages
+
+        if self.name != "duckdb":  # pragma: no cover - a bug: only run_store calls it
+            raise QualifyError(f"the {self.name} engine does not read stored events itself")
+        connection, raw, parsed = self.connection, _unique("stored"), _unique("messages")
+        connection.con.register(raw, rows)
+        try:  # each relation computed once, into a temporary table
+            messages = connection.create_table(
+                parsed, duckdb_stored_messages(connection.table(raw)), temp=True
+            )
+        finally:
+            connection.con.unregister(raw)
+        events = duckdb_stored_events(messages, keys)
+        events = connection.create_table(_unique("events"), events, temp=True)
+        connection.drop_table(parsed)
+        return events
 
     def keep(self, table: ir.Table) -> ir.Table:
         """A relation the plan uses many times, as the engine best holds it. DuckDB is
@@ -327,15 +348,32 @@ class BatchRun:
 
 def run_store(model: ScoringModel, backend: Backend, store: SqlEngine, as_of: float) -> BatchRun:
     """A plan over a store's leads. On PostgreSQL it reads the store's `events` table in
-    place; other engines receive the store's events and profiles as tables."""
-    from qualify.batch.inputs import BatchInputs, from_store, store_events, store_profiles
+    place, and DuckDB reads a SQLite store's events table itself (`stored_rows`); other
+    engines receive the store's events, decoded in Python, as a table. Profiles (one row
+    per lead) are built in Python from the lead rows' traits and stamps."""
+    from qualify.batch.inputs import (
+        BatchInputs,
+        from_store,
+        sqlite_file,
+        store_events,
+        store_profiles,
+        stored_rows,
+    )
+    from qualify.batch.plan import event_keys
 
-    if not isinstance(backend, PostgresBackend):
+    path = sqlite_file(store) if backend.name == "duckdb" else None
+    if not isinstance(backend, PostgresBackend) and path is None:
         with store.connect() as conn:
             inputs = from_store(model, conn, as_of)
         return BatchRun.of_inputs(model, backend, inputs, as_of)
     with store.connect() as conn:
         profiles = store_profiles(model, conn, as_of)
+    if isinstance(backend, PostgresBackend):
+        events = backend.store_events()
+    else:
+        assert path is not None
+        with stored_rows(path) as rows:
+            events = backend.stored_events(rows, event_keys(model))
 
     def live_inputs(ids: set[str]) -> BatchInputs:
         with store.connect() as conn:
@@ -345,7 +383,7 @@ def run_store(model: ScoringModel, backend: Backend, store: SqlEngine, as_of: fl
     return BatchRun(
         model,
         backend,
-        backend.store_events(),
+        events,
         backend.load_profiles(profiles, model),
         as_of,
         live_inputs,

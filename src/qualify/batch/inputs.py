@@ -22,7 +22,6 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-import orjson
 import pyarrow as pa
 
 from qualify.batch.jsonl import (
@@ -31,6 +30,7 @@ from qualify.batch.jsonl import (
     Record,
     RuleRows,
     chunk_bounds,
+    json_text,
     line_at,
     parallel_ranges,
     records_of,
@@ -42,15 +42,17 @@ from qualify.model.scoring_model import ScoringModel
 from qualify.service.files import Problems, read_jsonl
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection
+    from sqlalchemy import Connection, Engine
 
 __all__ = [
     "BatchInputs",
     "from_jsonl",
     "from_messages",
     "from_store",
+    "sqlite_file",
     "store_events",
     "store_profiles",
+    "stored_rows",
 ]
 
 EVENT_SCHEMA = pa.schema(
@@ -63,6 +65,17 @@ EVENT_SCHEMA = pa.schema(
     ]
 )
 PROFILE_SCHEMA = pa.schema([("lead_id", pa.string()), ("profile", pa.string())])
+# a store's events rows as it holds them (`stored_rows`): the message as its JSON text
+STORED_SCHEMA = pa.schema(
+    [
+        ("lead_id", pa.string()),
+        ("message_id", pa.string()),
+        ("type", pa.string()),
+        ("name", pa.string()),
+        ("ts", pa.float64()),
+        ("payload", pa.string()),
+    ]
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -233,7 +246,7 @@ class _InputPass:
         profiles = pa.table(
             [
                 list(book.leads),
-                [orjson.dumps(book.profile(r, as_of)).decode() for r in book.leads.values()],
+                [json_text(book.profile(r, as_of)) for r in book.leads.values()],
             ],
             schema=PROFILE_SCHEMA,
         )
@@ -310,7 +323,7 @@ def store_events(
             message_ids.append(event.message_id)
             names.append(event.name)
             times.append(event.timestamp)
-            properties.append(orjson.dumps(event.properties).decode())
+            properties.append(json_text(event.properties))
     return pa.table(columns, schema=EVENT_SCHEMA)
 
 
@@ -330,5 +343,40 @@ def store_profiles(model: ScoringModel, conn: Connection, as_of: float) -> pa.Ta
     for row in conn.execution_options(yield_per=10_000).execute(select(leads)):
         record = repo.lead_from_row(row, 0, lenient=True).record  # traits; no rule state
         profile_ids.append(record.lead_id)
-        profiles.append(orjson.dumps(book.profile(record, as_of)).decode())
+        profiles.append(json_text(book.profile(record, as_of)))
     return pa.table([profile_ids, profiles], schema=PROFILE_SCHEMA)
+
+
+def sqlite_file(store: Engine) -> str | None:
+    """The file of a SQLite store (None for another store, or one in memory)."""
+    database = store.url.database
+    if store.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return database
+
+
+@contextlib.contextmanager
+def stored_rows(path: str) -> Iterator[pa.RecordBatchReader]:
+    """A SQLite store's events rules can match, as the store holds them (the message as its
+    JSON text), straight into Arrow batches: ADBC's SQLite driver reads them in C, with no
+    Python object per event — reading them through Python took longer than scoring them."""
+    import adbc_driver_sqlite.dbapi as adbc
+    from sqlalchemy import Float, Text, cast, select, type_coerce
+    from sqlalchemy.dialects import sqlite
+
+    from qualify.store.tables import events
+
+    query = select(
+        events.c.lead_id,
+        events.c.message_id,
+        events.c.type,
+        events.c.name,
+        cast(events.c.ts, Float).label("ts"),
+        type_coerce(events.c.payload, Text).label("payload"),
+    ).where(events.c.type.in_(("track", "page", "screen")))
+    sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    with adbc.connect(f"file:{path}?mode=ro") as conn, conn.cursor() as cursor:
+        cursor.execute(sql)
+        rows = cursor.fetch_record_batch()
+        # the driver types columns by the first rows it reads: with none, as integers
+        yield rows if rows.schema.equals(STORED_SCHEMA) else rows.cast(STORED_SCHEMA)

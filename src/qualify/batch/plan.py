@@ -35,7 +35,7 @@ from qualify.model.qualification import Criteria
 from qualify.model.rules import EngagementRule, FitRule
 from qualify.model.scoring_model import ScoringModel
 
-__all__ = ["FIT_PREFIX", "RULE_PREFIX", "ScorePlan", "compile_plan"]
+__all__ = ["FIT_PREFIX", "RULE_PREFIX", "ScorePlan", "compile_plan", "event_keys"]
 
 RULE_PREFIX = "rule:"  # per-rule points columns: `rule:<rule name>`
 FIT_PREFIX = "holds:"  # a profile column: whether a fit rule holds, judged in Python
@@ -46,8 +46,9 @@ _tags = itertools.count()
 class ScorePlan:
     """The compiled plan and the Python functions it calls for rare values (kept with it).
 
-    `rare` (engines that cannot call Python): the leads holding values only Python judges
-    exactly; their rows in `table` are not to be trusted, the engine scores them live.
+    `rare`: the leads holding values only Python judges exactly (on engines that cannot
+    call Python), or events the engine flagged (`rare` column); their rows in `table` are
+    not to be trusted, the engine scores them live.
     """
 
     table: ir.Table
@@ -71,10 +72,7 @@ def compile_plan(
     compute it again at each use: the rule events (their properties as the engine's own
     JSON), then the same with the values rules read taken out of the JSON.
     """
-    event_uses = _uses([r.where for r in model.engagement])
-    for rule in model.engagement:
-        if rule.distinct is not None:
-            event_uses.setdefault(rule.distinct, set()).add("distinct")
+    event_uses = _event_uses(model)
     # Fit rules judged beforehand (where profiles were built, in Python) come as columns.
     judged = {r.name for r in model.fit if FIT_PREFIX + r.name in profiles.columns}
     fit_uses = _uses([r.when for r in model.fit if r.name not in judged])
@@ -87,7 +85,12 @@ def compile_plan(
         "lead_id", "message_id", "name", "ts", "properties", *(["rare"] if flagged else [])
     ).filter(events.ts <= as_of)
     named = sorted(set().union(*(r.events for r in model.engagement)))
-    events = events.filter(events.name.isin(named)) if named else events.filter(False)
+    if not named:
+        events = events.filter(False)
+    elif flagged:  # a flagged row's name may not be what rules match: it must stay to flag
+        events = events.filter(events.name.isin(named) | events.rare.fill_null(False))
+    else:
+        events = events.filter(events.name.isin(named))
     if keep is not None:
         events = keep(events.mutate(properties=dialect.document(events.properties)))
     events, properties = Document.prepare(events, "properties", set(event_uses), "p_", fallbacks)
@@ -99,7 +102,9 @@ def compile_plan(
     )
     table, profile = Document.prepare(table, "profile", set(fit_uses), "f_", fallbacks)
     rare = None
-    if not dialect.python_udfs:
+    if dialect.python_udfs and flagged:  # Python judges the values; flagged rows it has not
+        rare = events.filter(events.rare.fill_null(False)).select("lead_id").distinct()
+    elif not dialect.python_udfs:
         odd_events = properties.rare(events, event_uses)
         if flagged:
             odd_events = odd_events | events.rare.fill_null(False)
@@ -153,6 +158,19 @@ def compile_plan(
         "lead_id", "fit", "engagement", "score", "mql", "pql", "tier", "grade", *rule_columns
     )
     return ScorePlan(table, fallbacks, rare)
+
+
+def event_keys(model: ScoringModel) -> set[str]:
+    """The property keys engagement rules read (in `where` or as `distinct`)."""
+    return set(_event_uses(model))
+
+
+def _event_uses(model: ScoringModel) -> dict[str, set[str]]:
+    uses = _uses([r.where for r in model.engagement])
+    for rule in model.engagement:
+        if rule.distinct is not None:
+            uses.setdefault(rule.distinct, set()).add("distinct")
+    return uses
 
 
 def _uses(predicates: list[Any]) -> dict[str, set[str]]:
