@@ -29,11 +29,15 @@ NOW = 1_790_000_000.0
 MODEL = load_model(demo_model_text())
 
 
+def skip_a_mismatch(backend: Backend, engine: Engine) -> None:
+    if backend.name == "postgres" and engine.dialect.name != "postgresql":
+        pytest.skip("the postgres engine scores a PostgreSQL store in place, not SQLite")
+
+
 def test_scores_from_the_store_equal_the_live_engine(engine: Engine, backend: Backend) -> None:
     """Every store (SQLite, PostgreSQL) on every engine; PostgreSQL scores its own store in
     place (the plan reads its `events` table)."""
-    if backend.name == "postgres" and engine.dialect.name != "postgresql":
-        pytest.skip("the postgres engine scores a PostgreSQL store in place, not SQLite")
+    skip_a_mismatch(backend, engine)
     messages = sorted(
         generate(DemoSpec(leads=60, accounts=10), rng=random.Random(7), now=NOW),
         key=lambda e: (e.timestamp, e.message_id),
@@ -55,8 +59,7 @@ def test_a_view_stored_as_it_came_has_its_name_among_its_properties(
     """`qualify ingest` keeps each line as sent, where a page's `name` is beside its
     properties; rules see it among them (unless they carry their own), on every engine —
     PostgreSQL in place too, which once missed it and scored such rules zero."""
-    if backend.name == "postgres" and engine.dialect.name != "postgresql":
-        pytest.skip("the postgres engine scores a PostgreSQL store in place, not SQLite")
+    skip_a_mismatch(backend, engine)
     model = load_model(
         "name: views\nversion: 1\nengagement:\n"
         "  - name: pricing\n    event: page\n    where: {name: Pricing}\n    points: 10\n"
@@ -111,8 +114,7 @@ def test_a_non_ascii_event_name_counts_as_the_live_engine_counts_it(
     """Rules match the casefolded name, which SQL's `lower()` is not for every text: the
     lead is scored by the live engine. PostgreSQL in place once dropped such an event as
     matching no rule before flagging it, and scored `Straße Visit` zero."""
-    if backend.name == "postgres" and engine.dialect.name != "postgresql":
-        pytest.skip("the postgres engine scores a PostgreSQL store in place, not SQLite")
+    skip_a_mismatch(backend, engine)
     model = load_model(
         "name: n\nversion: 1\nengagement:\n"
         "  - name: street\n    event: Strasse Visit\n    points: 10\n"
@@ -201,8 +203,7 @@ def test_messages_stored_as_sent_score_as_the_live_engine_scores_them(
     random models and on messages written every way a sender may write them: those that
     read the store's messages themselves (DuckDB a SQLite store's, PostgreSQL its own in
     place) and those given them decoded in Python."""
-    if backend.name == "postgres" and engine.dialect.name != "postgresql":
-        pytest.skip("the postgres engine scores a PostgreSQL store in place, not SQLite")
+    skip_a_mismatch(backend, engine)
 
     @settings(
         max_examples=examples(backend, 40),

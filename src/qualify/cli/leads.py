@@ -8,7 +8,15 @@ from typing import Annotated, Any
 import typer
 
 from qualify.cli import render
-from qualify.cli.shared import DbOption, JsonOption, app, engine_for, lead_app, progress_bar
+from qualify.cli.shared import (
+    DbOption,
+    JsonOption,
+    app,
+    bulk,
+    engine_for,
+    lead_app,
+    progress_bar,
+)
 from qualify.core.lifecycle import BANT_FIELDS
 from qualify.errors import QualifyError
 
@@ -170,7 +178,7 @@ def refresh(db: DbOption = None) -> None:
     """Rescore every lead as of now: windows close, points decay and expire as time passes."""
     from qualify.service.rescore import rescore_all
 
-    with progress_bar() as progress:
+    with progress_bar() as progress, bulk():
         task = progress.add_task("refreshing leads", total=None)
         report = rescore_all(
             engine_for(db),

@@ -13,6 +13,7 @@ from qualify.cli.shared import (
     DbOption,
     JsonOption,
     app,
+    bulk,
     engine_for,
     model_app,
     progress_bar,
@@ -100,11 +101,11 @@ def model_activate(
 
     scoring_model = read_model(model)
     engine = engine_for(db, create=True)
-    bulk = None
+    batch_engine = None
     if rescore_with is not RescoreEngine.live:
-        bulk = BulkEngine(rescore_with.value, spark_master)
-        check_bulk_engine(bulk, engine)
-    with progress_bar() as progress:
+        batch_engine = BulkEngine(rescore_with.value, spark_master)
+        check_bulk_engine(batch_engine, engine)
+    with progress_bar() as progress, bulk():
         task = progress.add_task("rescoring leads", total=None)
         report = activate_model(
             engine,
@@ -112,7 +113,7 @@ def model_activate(
             created_by=by,
             on_total=lambda n: progress.update(task, total=n),
             progress=lambda n: progress.advance(task, n),
-            bulk=bulk,
+            bulk=batch_engine,
             on_phase=lambda phase: progress.update(task, description=phase),
         )
     render.console.print(
