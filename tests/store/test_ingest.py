@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from helpers import DAY, at, identify, message, page, track
-from qualify.core.activity import ActivityEvent
+from qualify.core.activity import ActivityEvent, decode_line
 from qualify.core.lifecycle import Stage
 from qualify.errors import LeadNotFound, NoActiveModel, TransitionNotAllowed
 from qualify.model import load_model
@@ -245,6 +245,28 @@ def test_later_traits_win_whatever_the_arrival_order(engine: Engine) -> None:
     row = lead_row(engine, "u1")
     assert row["traits"] == {"industry": "financial services", "company_size": 300}
     assert row["fit"] == 25
+
+
+def test_a_number_beyond_64_bits_is_read_as_a_float_and_stored(engine: Engine) -> None:
+    """A file's line may carry an integer no 64 bits hold. The HTTP API (orjson) and any
+    JavaScript read it as a float; `qualify ingest` once kept it as an integer, which the
+    store then could not write (the whole batch failed)."""
+    activate(engine)
+    lines = [
+        b'{"type": "identify", "userId": "u1", "messageId": "i1", "timestamp": %d,'
+        b' "traits": {"industry": "financial services", "company_size": 1%s}}'
+        % (int(at(0)), b"0" * 22),
+        b'{"type": "track", "userId": "u1", "event": "Webinar Attended", "messageId": "t1",'
+        b' "timestamp": %d, "properties": {"seats": -9223372036854775809}}' % int(at(1)),
+    ]
+    messages = [decode_line(line, keep_raw=True) for line in lines]
+    assert messages[0].traits["company_size"] == 1e22
+    assert messages[1].properties == {"seats": -9.223372036854775809e18}
+    report = Ingestor(engine, clock=lambda: at(2)).ingest(messages)
+    assert report.ingested == 2
+    row = lead_row(engine, "u1")
+    assert row["traits"]["company_size"] == 1e22
+    assert row["fit"] == 15  # the industry; 1e22 is no size between 200 and 2,000
 
 
 def test_sales_actions_follow_the_lifecycle(engine: Engine) -> None:

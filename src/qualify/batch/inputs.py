@@ -22,6 +22,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+import orjson
 import pyarrow as pa
 
 from qualify.batch.jsonl import (
@@ -30,7 +31,6 @@ from qualify.batch.jsonl import (
     Record,
     RuleRows,
     chunk_bounds,
-    json_text,
     line_at,
     parallel_ranges,
     records_of,
@@ -246,7 +246,7 @@ class _InputPass:
         profiles = pa.table(
             [
                 list(book.leads),
-                [json_text(book.profile(r, as_of)) for r in book.leads.values()],
+                [orjson.dumps(book.profile(r, as_of)).decode() for r in book.leads.values()],
             ],
             schema=PROFILE_SCHEMA,
         )
@@ -323,7 +323,7 @@ def store_events(
             message_ids.append(event.message_id)
             names.append(event.name)
             times.append(event.timestamp)
-            properties.append(json_text(event.properties))
+            properties.append(orjson.dumps(event.properties).decode())
     return pa.table(columns, schema=EVENT_SCHEMA)
 
 
@@ -343,7 +343,7 @@ def store_profiles(model: ScoringModel, conn: Connection, as_of: float) -> pa.Ta
     for row in conn.execution_options(yield_per=10_000).execute(select(leads)):
         record = repo.lead_from_row(row, 0, lenient=True).record  # traits; no rule state
         profile_ids.append(record.lead_id)
-        profiles.append(json_text(book.profile(record, as_of)))
+        profiles.append(orjson.dumps(book.profile(record, as_of)).decode())
     return pa.table([profile_ids, profiles], schema=PROFILE_SCHEMA)
 
 

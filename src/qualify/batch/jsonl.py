@@ -43,7 +43,6 @@ __all__ = [
     "Record",
     "RuleRows",
     "chunk_bounds",
-    "json_text",
     "line_at",
     "parallel_ranges",
     "records_of",
@@ -69,18 +68,6 @@ _UNPACK = msgspec.msgpack.Decoder().decode
 CHUNK_BYTES = 16 * 1024 * 1024  # a worker's task: big enough that handing it over is cheap
 
 
-_ENCODE = msgspec.json.Encoder().encode
-
-
-def json_text(value: Any) -> str:
-    """A decoded message's value as JSON text for an engine: orjson's, or, for an integer
-    beyond 64 bits (which the live engine keeps, and orjson refuses), msgspec's."""
-    try:
-        return orjson.dumps(value).decode()
-    except TypeError:
-        return _ENCODE(value).decode()
-
-
 class RuleRows:
     """The messages rules can match, column by column, in the order they came."""
 
@@ -92,7 +79,7 @@ class RuleRows:
         message_ids.append(event.message_id)
         names.append(event.name)
         times.append(event.timestamp)
-        properties.append(json_text(event.properties))
+        properties.append(orjson.dumps(event.properties).decode())
         users.append(event.user_id)
         anonymous.append(event.anonymous_id)
 

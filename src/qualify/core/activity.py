@@ -134,6 +134,11 @@ class _Wire(msgspec.Struct, rename="camel"):
 
 _DECODER = msgspec.json.Decoder(_Wire)
 _FIELD = re.compile(r"at `\$\.(\w+)`")
+# An integer beyond 64 bits, which msgspec keeps as one (and orjson then refuses to write),
+# has 19 digits or more; orjson reads it as a float, as the HTTP API and any JavaScript do.
+# Found by mapping digits to "0" (C speed: a regex took half of a line's decoding time).
+_DIGITS = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_LONG_NUMBER = b"0" * 19
 
 
 def _derived_id(message: dict[str, Any]) -> str:
@@ -176,9 +181,15 @@ def decode_line(
         raise MessageError("not valid JSON") from None  # pragma: no cover - orjson raised
     if wire.message_id is None or wire.message_id == "":
         return decode_message(_loads(line), received_at=received_at)  # derive a stable id
+    raw = line if isinstance(line, bytes) else line.encode()
+    if _LONG_NUMBER in raw.translate(_DIGITS):  # numbers read as the HTTP API reads them
+        event = decode_message(_loads(line), received_at=received_at)
+        if keep_raw:
+            event.raw = raw.strip()
+        return event
     event = _build(wire, None, received_at, fresh=True)
     if keep_raw:
-        event.raw = (line if isinstance(line, bytes) else line.encode()).strip()
+        event.raw = raw.strip()
     return event
 
 
