@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -14,7 +15,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine
 
 from helpers import assert_batch_equals_live, examples
-from qualify.batch.engine import Backend, BatchRun, run_store
+from qualify.batch.engine import Backend, BatchRun, open_backend, run_store
+from qualify.batch.inputs import sqlite_file
 from qualify.core.activity import decode_line
 from qualify.core.scoring import CompiledModel
 from qualify.model import ScoringModel, load_model
@@ -22,6 +24,7 @@ from qualify.service.demo import DemoSpec, demo_model_text, generate
 from qualify.service.ingest import Ingestor
 from qualify.service.rescore import activate_model
 from qualify.service.stateless import score_events
+from qualify.store import open_engine
 from qualify.store.tables import metadata
 from strategies import AS_OF, CATEGORIES, DAY, PATHS, T0, models
 
@@ -222,3 +225,30 @@ def test_messages_stored_as_sent_score_as_the_live_engine_scores_them(
         assert_batch_equals_live(model, live, batch)
 
     check()
+
+
+@pytest.mark.parametrize("folder", ["plain folder", "odd #?% folder"])
+def test_a_sqlite_store_anywhere_is_scored_on_duckdb(tmp_path: Path, folder: str) -> None:
+    """DuckDB reads a SQLite store's file itself (a URI); a path a URI cannot carry as it
+    is (`?`, `#`, `%`) is read through Python instead: same scores either way."""
+    (tmp_path / folder).mkdir()
+    store = open_engine(f"sqlite:///{tmp_path / folder / 'qualify.db'}")
+    backend = open_backend("duckdb")
+    try:
+        lines = [
+            orjson.dumps(
+                {"type": "track", "userId": u, "event": "Demo", "messageId": u, "timestamp": NOW}
+            )
+            for u in ("a", "b")
+        ]
+        model = load_model(
+            "name: n\nversion: 1\nengagement:\n  - name: demo\n    event: Demo\n    points: 3\n"
+            "qualification:\n  mql: {score_at_least: 10}\n"
+        )
+        live, batch, _ = _store_and_score(store, backend, model, lines, NOW)
+        assert_batch_equals_live(model, live, batch)
+        assert [batch[u]["score"] for u in "ab"] == [3, 3]
+        assert (sqlite_file(store) is None) == ("#" in folder)
+    finally:
+        backend.close()
+        store.dispose()

@@ -348,11 +348,13 @@ def store_profiles(model: ScoringModel, conn: Connection, as_of: float) -> pa.Ta
 
 
 def sqlite_file(store: Engine) -> str | None:
-    """The file of a SQLite store (None for another store, or one in memory)."""
+    """The file of a SQLite store that `stored_rows` can open: None for another store, one
+    in memory, or a path with `?`, `#` or `%` (ADBC opens a URI, and did not open such a
+    path even escaped); those stores are read through Python instead."""
     database = store.url.database
     if store.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
-    return database
+    return None if any(c in database for c in "?#%") else database
 
 
 @contextlib.contextmanager
