@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from helpers import assert_batch_equals_live, examples
 from qualify.batch.engine import Backend, BatchRun, open_backend, run_store
-from qualify.batch.inputs import sqlite_file
+from qualify.batch.inputs import stored_source
 from qualify.core.activity import decode_line
 from qualify.core.scoring import CompiledModel
 from qualify.model import ScoringModel, load_model
@@ -248,7 +248,22 @@ def test_a_sqlite_store_anywhere_is_scored_on_duckdb(tmp_path: Path, folder: str
         live, batch, _ = _store_and_score(store, backend, model, lines, NOW)
         assert_batch_equals_live(model, live, batch)
         assert [batch[u]["score"] for u in "ab"] == [3, 3]
-        assert (sqlite_file(store) is None) == ("#" in folder)
+        assert (stored_source(store) is None) == ("#" in folder)
     finally:
         backend.close()
         store.dispose()
+
+
+def test_a_store_adbc_cannot_open_is_named_in_the_error() -> None:
+    """DuckDB reads a PostgreSQL store's events through ADBC (libpq), beside the store's
+    own connection: when that fails, the error names the store, without its password."""
+    from sqlalchemy import create_engine
+
+    from qualify.batch.inputs import stored_rows
+    from qualify.errors import StoreError
+
+    store = create_engine("postgresql+psycopg://someone:secret@127.0.0.1:9/qbench")
+    assert stored_source(store) == "postgresql://someone:secret@127.0.0.1:9/qbench"
+    shown = r"store postgresql://someone:\*\*\*@127.0.0.1:9/qbench: "
+    with pytest.raises(StoreError, match=shown), stored_rows(store):
+        pass

@@ -348,21 +348,21 @@ class BatchRun:
 
 def run_store(model: ScoringModel, backend: Backend, store: SqlEngine, as_of: float) -> BatchRun:
     """A plan over a store's leads. On PostgreSQL it reads the store's `events` table in
-    place, and DuckDB reads a SQLite store's events table itself (`stored_rows`); other
-    engines receive the store's events, decoded in Python, as a table. Profiles (one row
+    place, and DuckDB reads a store's events table itself (`stored_rows`, through ADBC);
+    other engines receive the store's events, decoded in Python, as a table. Profiles (one row
     per lead) are built in Python from the lead rows' traits and stamps."""
     from qualify.batch.inputs import (
         BatchInputs,
         from_store,
-        sqlite_file,
         store_events,
         store_profiles,
         stored_rows,
+        stored_source,
     )
     from qualify.batch.plan import event_keys
 
-    path = sqlite_file(store) if backend.name == "duckdb" else None
-    if not isinstance(backend, PostgresBackend) and path is None:
+    adbc = backend.name == "duckdb" and stored_source(store) is not None
+    if not isinstance(backend, PostgresBackend) and not adbc:
         with store.connect() as conn:
             inputs = from_store(model, conn, as_of)
         return BatchRun.of_inputs(model, backend, inputs, as_of)
@@ -371,8 +371,7 @@ def run_store(model: ScoringModel, backend: Backend, store: SqlEngine, as_of: fl
     if isinstance(backend, PostgresBackend):
         events = backend.store_events()
     else:
-        assert path is not None
-        with stored_rows(path) as rows:
+        with stored_rows(store) as rows:
             events = backend.stored_events(rows, event_keys(model))
 
     def live_inputs(ids: set[str]) -> BatchInputs:

@@ -38,6 +38,7 @@ from qualify.batch.jsonl import (
 from qualify.core.activity import ActivityEvent, decode_line
 from qualify.core.leadbook import Account, LeadBook, Traits
 from qualify.core.scoring import CompiledModel
+from qualify.errors import StoreError
 from qualify.model.scoring_model import ScoringModel
 from qualify.service.files import Problems, read_jsonl
 
@@ -49,10 +50,10 @@ __all__ = [
     "from_jsonl",
     "from_messages",
     "from_store",
-    "sqlite_file",
     "store_events",
     "store_profiles",
     "stored_rows",
+    "stored_source",
 ]
 
 EVENT_SCHEMA = pa.schema(
@@ -347,38 +348,54 @@ def store_profiles(model: ScoringModel, conn: Connection, as_of: float) -> pa.Ta
     return pa.table([profile_ids, profiles], schema=PROFILE_SCHEMA)
 
 
-def sqlite_file(store: Engine) -> str | None:
-    """The file of a SQLite store that `stored_rows` can open: None for another store, one
-    in memory, or a path with `?`, `#` or `%` (ADBC opens a URI, and did not open such a
-    path even escaped); those stores are read through Python instead."""
-    database = store.url.database
+def stored_source(store: Engine) -> str | None:
+    """What `stored_rows` opens to read a store's events with ADBC: a SQLite file as a
+    read-only URI, or the PostgreSQL server's URL (libpq's form). None for a store in
+    memory, or a SQLite path with `?`, `#` or `%` (ADBC opens a URI, and did not open such
+    a path even escaped): those stores are read through Python instead."""
+    url = store.url
+    if store.dialect.name == "postgresql":
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+    database = url.database
     if store.dialect.name != "sqlite" or not database or database == ":memory:":
         return None
-    return None if any(c in database for c in "?#%") else database
+    return None if any(c in database for c in "?#%") else f"file:{database}?mode=ro"
 
 
 @contextlib.contextmanager
-def stored_rows(path: str) -> Iterator[pa.RecordBatchReader]:
-    """A SQLite store's events rules can match, as the store holds them (the message as its
-    JSON text), straight into Arrow batches: ADBC's SQLite driver reads them in C, with no
-    Python object per event — reading them through Python took longer than scoring them."""
-    import adbc_driver_sqlite.dbapi as adbc
-    from sqlalchemy import Float, Text, cast, select, type_coerce
-    from sqlalchemy.dialects import sqlite
+def stored_rows(store: Engine) -> Iterator[pa.RecordBatchReader]:
+    """A store's events rules can match, as the store holds them (the message as its JSON
+    text), straight into Arrow batches: ADBC's drivers read them in C (SQLite's file, or
+    PostgreSQL's binary COPY), with no Python object per event — reading them through
+    Python took longer than scoring them."""
+    from sqlalchemy import Float, cast, select
 
+    from qualify.store import repository as repo
     from qualify.store.tables import events
 
+    source = stored_source(store)
+    if source is None:  # pragma: no cover - a bug: run_store asks stored_source first
+        raise ValueError(f"ADBC cannot open the store {store.url!r}")
+    if store.dialect.name == "postgresql":
+        import adbc_driver_postgresql.dbapi as adbc
+    else:
+        import adbc_driver_sqlite.dbapi as adbc  # type: ignore[no-redef]
     query = select(
         events.c.lead_id,
         events.c.message_id,
         events.c.type,
         events.c.name,
         cast(events.c.ts, Float).label("ts"),
-        type_coerce(events.c.payload, Text).label("payload"),
+        repo.payload_text(store).label("payload"),  # PostgreSQL: jsonb's text
     ).where(events.c.type.in_(("track", "page", "screen")))
-    sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
-    with adbc.connect(f"file:{path}?mode=ro") as conn, conn.cursor() as cursor:
+    sql = str(query.compile(dialect=store.dialect, compile_kwargs={"literal_binds": True}))
+    try:
+        conn = adbc.connect(source)
+    except adbc.Error as exc:  # psycopg opened this URL; libpq under ADBC seldom refuses it
+        where = store.url.set(drivername=store.dialect.name).render_as_string()  # no password
+        raise StoreError(f"cannot read the events of the store {where}: {exc}") from None
+    with conn, conn.cursor() as cursor:
         cursor.execute(sql)
         rows = cursor.fetch_record_batch()
-        # the driver types columns by the first rows it reads: with none, as integers
+        # SQLite's driver types columns by the first rows it reads: with none, as integers
         yield rows if rows.schema.equals(STORED_SCHEMA) else rows.cast(STORED_SCHEMA)

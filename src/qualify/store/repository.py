@@ -18,6 +18,7 @@ from sqlalchemy import (
     JSON,
     ColumnElement,
     Connection,
+    Engine,
     Table,
     Text,
     bindparam,
@@ -595,7 +596,7 @@ def transition_row(change: StageChanged, model_version_id: int | None) -> dict[s
     }
 
 
-def payload_text(conn: Connection) -> ColumnElement[str]:
+def payload_text(conn: Connection | Engine) -> ColumnElement[str]:
     """The stored messages' column as JSON text, which `stored_event` decodes in one step
     (msgspec, as ingestion does) rather than through a dict the driver builds first."""
     if conn.dialect.name == "postgresql":
