@@ -138,6 +138,38 @@ def test_a_non_ascii_event_name_counts_as_the_live_engine_counts_it(
         assert run.live_leads == 2  # the non-ASCII names' leads, and only those
 
 
+def test_a_profile_as_of_a_moment_holds_what_was_known_then(
+    engine: Engine, backend: Backend
+) -> None:
+    """As of a moment, a lead's profile holds the traits known then, and its account only
+    once it was linked to it: scored half-way, the account's and the later traits' points
+    are left out, from the store's stamps as the live engine leaves them out."""
+    skip_a_mismatch(backend, engine)
+    model = load_model(
+        "name: n\nversion: 1\nfit:\n"
+        "  - name: paying account\n    when: {account.plan: pro}\n    points: 20\n"
+        "  - name: senior\n    when: {title: {contains: VP}}\n    points: 7\n"
+        "engagement:\n  - name: demo\n    event: Demo\n    points: 3\n"
+        "qualification:\n  mql: {score_at_least: 30}\n"
+    )
+    day = 86400.0
+    sent = [
+        {"type": "identify", "userId": "a", "traits": {"title": "Engineer"}, "timestamp": 0},
+        {"type": "group", "userId": "b", "groupId": "acme", "traits": {"plan": "pro"}},
+        {"type": "track", "userId": "a", "event": "Demo", "timestamp": 1},
+        {"type": "group", "userId": "a", "groupId": "acme", "timestamp": 5},
+        {"type": "identify", "userId": "a", "traits": {"title": "VP Sales"}, "timestamp": 6},
+    ]
+    lines = []
+    for i, message in enumerate(sent):
+        at = NOW - 10 * day + message.pop("timestamp", 0) * day
+        lines.append(orjson.dumps({**message, "messageId": f"m{i}", "timestamp": at}))
+    for days_ago, a_fit, b_fit in ((7, 0, 20), (4.5, 20, 20), (1, 27, 20)):
+        live, batch, _ = _store_and_score(engine, backend, model, lines, NOW - days_ago * day)
+        assert_batch_equals_live(model, live, batch)
+        assert (batch["a"]["fit"], batch["b"]["fit"]) == (a_fit, b_fit), days_ago
+
+
 STORED_EVENTS = ("a", "A ", "b", "Straße", "STRASSE", "ǅ")
 NUMBER_TEXT = ("12", "1e1", "1.50E1", "-0.0", "12.000", "1000000000000000000000", '"12"')
 

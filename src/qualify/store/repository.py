@@ -94,7 +94,8 @@ class StoredLead:
     status: LeadStatus
 
 
-def _stamp(value: Any) -> tuple[float, str] | None:
+def stamp_of(value: Any) -> tuple[float, str] | None:
+    """A stored stamp (`[time, messageId]`, or null) as the core holds it."""
     return (value[0], value[1]) if value else None
 
 
@@ -109,12 +110,12 @@ def lead_from_row(row: Any, rule_count: int, *, lenient: bool = False) -> Stored
         state=state,
         traits=traits,
         account_id=m["account_id"],
-        account_stamp=_stamp(m["account_stamp"]),
+        account_stamp=stamp_of(m["account_stamp"]),
         first_seen=m["first_seen"],
         last_seen=m["last_seen"],
         source=m["source"],
         campaign=m["campaign"],
-        source_stamp=_stamp(m["source_stamp"]),
+        source_stamp=stamp_of(m["source_stamp"]),
     )
     status = LeadStatus(
         stage=Stage(m["stage"]),
@@ -599,9 +600,14 @@ def transition_row(change: StageChanged, model_version_id: int | None) -> dict[s
 def payload_text(conn: Connection | Engine) -> ColumnElement[str]:
     """The stored messages' column as JSON text, which `stored_event` decodes in one step
     (msgspec, as ingestion does) rather than through a dict the driver builds first."""
+    return json_text(conn, events.c.payload)
+
+
+def json_text(conn: Connection | Engine, column: ColumnElement[Any]) -> ColumnElement[str]:
+    """A JSON column as its text, for the caller to decode (PostgreSQL: `jsonb`'s text)."""
     if conn.dialect.name == "postgresql":
-        return cast(events.c.payload, Text)
-    return type_coerce(events.c.payload, Text)  # SQLite keeps the text itself
+        return cast(column, Text)
+    return type_coerce(column, Text)  # SQLite keeps the text itself
 
 
 def stored_event(payload: dict[str, Any] | str, ts: float) -> ActivityEvent:
