@@ -404,6 +404,25 @@ def pg_rule_properties(payload: ir.Value, kind: ir.StringValue) -> ir.Value:
     )
 
 
+def pg_stored_events(events: ir.Table) -> ir.Table:
+    """A PostgreSQL store's `events` table as the plan's events relation, computed by the
+    server from its `jsonb`: the name rules match (a track's event casefolded — `lower()`
+    for ASCII names; other names flag their lead for the live engine), the properties the
+    live engine sees. The postgres engine plans over it in place; DuckDB reads its rows
+    (`stored_rows`). `jsonb` keeps the last of a key sent twice, as the live engine does."""
+    dialect = DIALECTS["postgres"]
+    events = events.filter(events.type.isin(("track", "page", "screen")))
+    track = events.type == "track"
+    return events.select(
+        lead_id=events.lead_id.cast("string"),
+        message_id=events.message_id.cast("string"),
+        name=ibis.ifelse(track, dialect.strip(events.name).lower(), events.type).cast("string"),
+        ts=events.ts.cast("float64"),
+        properties=pg_rule_properties(events.payload, events.type),
+        rare=track & ~dialect.is_ascii(events.name),
+    )
+
+
 def duckdb_stored_messages(raw: ir.Table) -> ir.Table:
     """A store's `events` rows (`lead_id`, `message_id`, `type`, `name`, `ts`, the stored
     message as JSON text `payload`), each message parsed for what rules read: `ok` (it

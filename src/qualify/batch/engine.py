@@ -88,25 +88,29 @@ class Backend:
     def collect(self, table: ir.Table) -> pa.Table:
         return table.to_pyarrow()
 
-    def stored_events(self, rows: pa.RecordBatchReader, keys: Collection[str]) -> ir.Table:
+    def stored_events(
+        self, rows: pa.RecordBatchReader, keys: Collection[str], *, parsed: bool = False
+    ) -> ir.Table:
         """A store's events (`stored_rows`) as the plan's events relation, in a table of
         the engine's own: DuckDB takes the names and properties out of each stored message
-        itself (`duckdb_stored_events`), as PostgreSQL does in place."""
+        itself (`duckdb_stored_events`), unless PostgreSQL already did (`parsed`)."""
         from qualify.batch.dialects import duckdb_stored_events, duckdb_stored_messages
 
         if self.name != "duckdb":  # pragma: no cover - a bug: only run_store calls it
             raise QualifyError(f"the {self.name} engine does not read stored events itself")
-        connection, raw, parsed = self.connection, _unique("stored"), _unique("messages")
+        connection, raw, parsed_name = self.connection, _unique("stored"), _unique("messages")
         connection.con.register(raw, rows)
         try:  # each relation computed once, into a temporary table
+            if parsed:
+                return connection.create_table(_unique("events"), connection.table(raw), temp=True)
             messages = connection.create_table(
-                parsed, duckdb_stored_messages(connection.table(raw)), temp=True
+                parsed_name, duckdb_stored_messages(connection.table(raw)), temp=True
             )
         finally:
             connection.con.unregister(raw)
         events = duckdb_stored_events(messages, keys)
         events = connection.create_table(_unique("events"), events, temp=True)
-        connection.drop_table(parsed)
+        connection.drop_table(parsed_name)
         return events
 
     def keep(self, table: ir.Table) -> ir.Table:
@@ -200,24 +204,10 @@ class PostgresBackend(Backend):
         return self.connection.table(name.name)
 
     def store_events(self) -> ir.Table:
-        """The store's `events` table, in place, as the plan's events relation: the name
-        rules match (a track's event casefolded — for ASCII names `lower()` is that; other
-        names flag their lead for the live engine), the properties inside the payload."""
-        from qualify.batch.dialects import pg_rule_properties
+        """The store's `events` table, in place, as the plan's events relation."""
+        from qualify.batch.dialects import pg_stored_events
 
-        ibis = _ibis()
-        dialect = self.dialect
-        events = self.connection.table("events")
-        events = events.filter(events.type.isin(("track", "page", "screen")))
-        track = events.type == "track"
-        return events.select(
-            lead_id=events.lead_id.cast("string"),
-            message_id=events.message_id.cast("string"),
-            name=ibis.ifelse(track, dialect.strip(events.name).lower(), events.type).cast("string"),
-            ts=events.ts.cast("float64"),
-            properties=pg_rule_properties(events.payload, events.type),
-            rare=track & ~dialect.is_ascii(events.name),
-        )
+        return pg_stored_events(self.connection.table("events"))
 
 
 class SparkBackend(Backend):
@@ -329,11 +319,16 @@ class BatchRun:
         check_output(out)
         if self.backend.name == "duckdb":  # DuckDB writes the file itself, streaming
             table = self.plan.table.order_by("lead_id")
+            # the rows are counted in the file written: counting the plan ran it again
             if out.suffix.lower() == ".parquet":
+                import pyarrow.parquet as pq
+
                 table.to_parquet(out)
-            else:
-                table.to_csv(out)
-            return int(table.count().execute())
+                return int(pq.read_metadata(out).num_rows)
+            import pyarrow.csv as pc
+
+            table.to_csv(out)
+            return int(pc.read_csv(out).num_rows)
         scores = self.table()
         if out.suffix.lower() == ".parquet":
             import pyarrow.parquet as pq
@@ -372,7 +367,8 @@ def run_store(model: ScoringModel, backend: Backend, store: SqlEngine, as_of: fl
         events = backend.store_events()
     else:
         with stored_rows(store) as rows:
-            events = backend.stored_events(rows, event_keys(model))
+            parsed = store.dialect.name == "postgresql"  # the server parsed its jsonb
+            events = backend.stored_events(rows, event_keys(model), parsed=parsed)
 
     def live_inputs(ids: set[str]) -> BatchInputs:
         with store.connect() as conn:
