@@ -1,8 +1,9 @@
 """`qualify batch --db URL` on a store that already holds the demo file: each engine end to
 end, as a user runs it (start-up, reading the store, the plan, writing Parquet), alternating.
 
-PostgreSQL reads its store's events in place; DuckDB reads them through ADBC (libpq's
-binary COPY into Arrow); Spark gets the store's rows through Python. Fill the store once, e.g.:
+PostgreSQL reads its store's events in place; DuckDB and Spark read the events relation
+PostgreSQL computes from its `jsonb` through ADBC (libpq's binary COPY into Arrow). Fill the
+store once, e.g.:
 
     qualify model activate bench/out/model.yaml --db postgresql://…/qbench
     qualify ingest bench/out/events-1000000.jsonl --db postgresql://…/qbench

@@ -217,10 +217,9 @@ def stored_lines(draw: st.DrawFn) -> list[bytes]:
 
 
 def reads_the_store(backend: Backend, engine: Engine) -> bool:
-    """Whether the engine reads the store's messages itself (not decoded in Python)."""
-    return backend.name == "postgres" or (
-        backend.name == "duckdb" and engine.dialect.name == "sqlite"
-    )
+    """Whether the store's messages reach the engine undecoded by Python: any engine on a
+    PostgreSQL store (the server reads its `jsonb`), DuckDB on a SQLite store."""
+    return engine.dialect.name == "postgresql" or backend.name == "duckdb"
 
 
 def empty(engine: Engine) -> None:

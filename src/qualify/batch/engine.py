@@ -93,11 +93,14 @@ class Backend:
     ) -> ir.Table:
         """A store's events (`stored_rows`) as the plan's events relation, in a table of
         the engine's own: DuckDB takes the names and properties out of each stored message
-        itself (`duckdb_stored_events`), unless PostgreSQL already did (`parsed`)."""
+        itself (`duckdb_stored_events`), unless PostgreSQL already did (`parsed`); other
+        engines take only the relation PostgreSQL computed."""
         from qualify.batch.dialects import duckdb_stored_events, duckdb_stored_messages
 
-        if self.name != "duckdb":  # pragma: no cover - a bug: only run_store calls it
-            raise QualifyError(f"the {self.name} engine does not read stored events itself")
+        if self.name != "duckdb":
+            if not parsed:  # pragma: no cover - a bug: run_store sends parsed rows only
+                raise QualifyError(f"the {self.name} engine does not parse stored messages")
+            return self._table("events", rows.read_all())
         connection, raw, parsed_name = self.connection, _unique("stored"), _unique("messages")
         connection.con.register(raw, rows)
         try:  # each relation computed once, into a temporary table
@@ -343,9 +346,10 @@ class BatchRun:
 
 def run_store(model: ScoringModel, backend: Backend, store: SqlEngine, as_of: float) -> BatchRun:
     """A plan over a store's leads. On PostgreSQL it reads the store's `events` table in
-    place, and DuckDB reads a store's events table itself (`stored_rows`, through ADBC);
-    other engines receive the store's events, decoded in Python, as a table. Profiles (one row
-    per lead) are built in Python from the lead rows' traits and stamps."""
+    place; other engines read the events relation PostgreSQL computes from a PostgreSQL
+    store, and DuckDB a SQLite store's events table itself (`stored_rows`, through ADBC);
+    Spark receives a SQLite store's events decoded in Python. Profiles (one row per lead)
+    are built in Python from the lead rows' traits and stamps."""
     from qualify.batch.inputs import (
         BatchInputs,
         from_store,
@@ -356,7 +360,9 @@ def run_store(model: ScoringModel, backend: Backend, store: SqlEngine, as_of: fl
     )
     from qualify.batch.plan import event_keys
 
-    adbc = backend.name == "duckdb" and stored_source(store) is not None
+    # DuckDB parses a SQLite store's messages itself; PostgreSQL parses its own for any engine
+    readable = backend.name == "duckdb" or store.dialect.name == "postgresql"
+    adbc = readable and stored_source(store) is not None
     if not isinstance(backend, PostgresBackend) and not adbc:
         with store.connect() as conn:
             inputs = from_store(model, conn, as_of)
