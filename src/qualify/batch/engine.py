@@ -237,7 +237,7 @@ class SparkBackend(Backend):
         if cores is not None:
             # Spark's default of 200 shuffle partitions is sized for a cluster: on one
             # machine each of the plan's dozens of shuffles wrote 200 pieces per task
-            # (240,000 events, 2 cores: 13.5 s a plan with 200, 9.9–10.7 s with 2–4).
+            # (240,000 events, 2 cores: 13.5 s a plan with 200, 9.7–10.9 s with 2–4).
             builder = builder.config("spark.sql.shuffle.partitions", str(2 * cores))
         self.session = builder.getOrCreate()
         self.connection = _ibis().pyspark.connect(self.session)
