@@ -94,14 +94,9 @@ class Backend:
     ) -> ir.Table:
         """A store's events (`stored_rows`) as the plan's events relation, in a table of
         the engine's own: DuckDB takes the names and properties out of each stored message
-        itself (`duckdb_stored_events`), unless PostgreSQL already did (`parsed`); other
-        engines take only the relation PostgreSQL computed."""
+        itself (`duckdb_stored_events`), unless PostgreSQL already did (`parsed`)."""
         from qualify.batch.dialects import duckdb_stored_events, duckdb_stored_messages
 
-        if self.name != "duckdb":
-            if not parsed:  # pragma: no cover - a bug: run_store sends parsed rows only
-                raise QualifyError(f"the {self.name} engine does not parse stored messages")
-            return self._table("events", rows.read_all())
         connection, raw, parsed_name = self.connection, _unique("stored"), _unique("messages")
         connection.con.register(raw, rows)
         try:  # each relation computed once, into a temporary table
@@ -207,6 +202,11 @@ class PostgresBackend(Backend):
             self.connection.raw_sql(statement.sql(dialect="postgres")).close()
         return self.connection.table(name.name)
 
+    def stored_events(
+        self, rows: pa.RecordBatchReader, keys: Collection[str], *, parsed: bool = False
+    ) -> ir.Table:  # pragma: no cover - a bug: run_store has PostgreSQL read in place
+        raise QualifyError("the postgres engine reads its store's events in place")
+
     def store_events(self) -> ir.Table:
         """The store's `events` table, in place, as the plan's events relation."""
         from qualify.batch.dialects import pg_stored_events
@@ -255,6 +255,15 @@ class SparkBackend(Backend):
         frame = frame.coalesce(self.session.sparkContext.defaultParallelism)
         frame.localCheckpoint().createOrReplaceTempView(unique)
         return self.connection.table(unique)
+
+    def stored_events(
+        self, rows: pa.RecordBatchReader, keys: Collection[str], *, parsed: bool = False
+    ) -> ir.Table:
+        """Only the relation PostgreSQL computed from its stored messages: Spark does not
+        parse stored messages itself (a SQLite store's are decoded in Python)."""
+        if not parsed:  # pragma: no cover - a bug: run_store sends Spark parsed rows only
+            raise QualifyError("the spark engine does not parse stored messages")
+        return self._table("events", rows.read_all())
 
     def keep(self, table: ir.Table) -> ir.Table:
         """Cached by Spark (released when the plan is): Spark computes a DataFrame again
