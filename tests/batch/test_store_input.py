@@ -218,8 +218,9 @@ def stored_lines(draw: st.DrawFn) -> list[bytes]:
 
 def reads_the_store(backend: Backend, engine: Engine) -> bool:
     """Whether the store's messages reach the engine undecoded by Python: any engine on a
-    PostgreSQL store (the server reads its `jsonb`), DuckDB on a SQLite store."""
-    return engine.dialect.name == "postgresql" or backend.name == "duckdb"
+    store ADBC opens (a PostgreSQL server reads its `jsonb`; DuckDB reads a SQLite file's
+    messages, for Spark too)."""
+    return stored_source(engine) is not None
 
 
 def empty(engine: Engine) -> None:

@@ -259,11 +259,20 @@ class SparkBackend(Backend):
     def stored_events(
         self, rows: pa.RecordBatchReader, keys: Collection[str], *, parsed: bool = False
     ) -> ir.Table:
-        """Only the relation PostgreSQL computed from its stored messages: Spark does not
-        parse stored messages itself (a SQLite store's are decoded in Python)."""
-        if not parsed:  # pragma: no cover - a bug: run_store sends Spark parsed rows only
-            raise QualifyError("the spark engine does not parse stored messages")
-        return self._table("events", rows.read_all())
+        """The relation PostgreSQL computed from its stored messages, or, from a SQLite
+        store, the one DuckDB computes from them in this process (`Backend.stored_events`):
+        Spark's JSON functions do not read a message as the live engine does, DuckDB's
+        are made to, and either is faster than decoding each message in Python."""
+        if parsed:
+            return self._table("events", rows.read_all())
+        from qualify.batch.inputs import STORED_EVENTS_SCHEMA
+
+        duckdb = Backend()
+        try:
+            events = duckdb.collect(duckdb.stored_events(rows, keys))
+        finally:
+            duckdb.close()
+        return self._table("events", events.cast(STORED_EVENTS_SCHEMA))
 
     def keep(self, table: ir.Table) -> ir.Table:
         """Cached by Spark (released when the plan is): Spark computes a DataFrame again
@@ -386,9 +395,10 @@ class BatchRun:
 def run_store(model: ScoringModel, backend: Backend, store: SqlEngine, as_of: float) -> BatchRun:
     """A plan over a store's leads. On PostgreSQL it reads the store's `events` table in
     place; other engines read the events relation PostgreSQL computes from a PostgreSQL
-    store, and DuckDB a SQLite store's events table itself (`stored_rows`, through ADBC);
-    Spark receives a SQLite store's events decoded in Python. Profiles (one row per lead)
-    are built in Python from the lead rows' traits and stamps."""
+    store, or the one DuckDB computes from a SQLite store's events table (`stored_rows`,
+    through ADBC). Only a store ADBC cannot open (`stored_source`) has its events decoded
+    in Python. Profiles (one row per lead) are built in Python from the lead rows' traits
+    and stamps."""
     from qualify.batch.inputs import (
         BatchInputs,
         from_store,
@@ -399,10 +409,7 @@ def run_store(model: ScoringModel, backend: Backend, store: SqlEngine, as_of: fl
     )
     from qualify.batch.plan import event_keys
 
-    # DuckDB parses a SQLite store's messages itself; PostgreSQL parses its own for any engine
-    readable = backend.name == "duckdb" or store.dialect.name == "postgresql"
-    adbc = readable and stored_source(store) is not None
-    if not isinstance(backend, PostgresBackend) and not adbc:
+    if not isinstance(backend, PostgresBackend) and stored_source(store) is None:
         with store.connect() as conn:
             inputs = from_store(model, conn, as_of)
         return BatchRun.of_inputs(model, backend, inputs, as_of)
