@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import itertools
 import os
+import pickle
 from collections.abc import Callable, Collection, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -35,13 +37,20 @@ from qualify.batch.jsonl import (
     parallel_ranges,
     records_of,
 )
+from qualify.batch.parquet import ROWS_PER_RANGE
 from qualify.core.activity import ActivityEvent, decode_line
 from qualify.core.leadbook import Account, LeadBook, LeadRecord, Traits
 from qualify.core.scoring import CompiledModel
 from qualify.core.state import LeadState
 from qualify.errors import StoreError
 from qualify.model.scoring_model import ScoringModel
-from qualify.service.files import Problems, read_jsonl
+from qualify.service.files import (
+    ColumnMapping,
+    Problems,
+    open_parquet,
+    read_jsonl,
+    read_parquet,
+)
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection, Engine
@@ -50,6 +59,7 @@ __all__ = [
     "BatchInputs",
     "from_jsonl",
     "from_messages",
+    "from_parquet",
     "from_store",
     "store_events",
     "store_profiles",
@@ -128,26 +138,83 @@ def from_jsonl(
         with path.open("rb") as lines:
             reading = read_jsonl(lines, problems, received_at=received_at)
             return from_messages(model, _counted(reading, lines, progress), as_of)
-    taker = _InputPass(model)
-    tables: list[pa.Table] = []
-    ranges = parallel_ranges(
-        path,
-        bounds,
-        taker.named,
-        tables,
-        problems.add,
-        workers=workers,
-        received_at=received_at,
-        progress=progress,
-    )
 
     def message(line: ActivityEvent | bytes | None, offset: int) -> ActivityEvent:
         if line is None:  # the first of its ids in its range was a copy, dropped
             return line_at(path, offset, received_at)
         return decode_line(line, received_at=received_at)  # type: ignore[arg-type]
 
+    ranges = functools.partial(
+        parallel_ranges,
+        path,
+        bounds,
+        report=problems.add,
+        workers=workers,
+        received_at=received_at,
+        progress=progress,
+    )
+    return _taken(model, ranges, message, as_of)
+
+
+def from_parquet(
+    model: ScoringModel,
+    path: Path,
+    as_of: float,
+    problems: Problems,
+    mapping: ColumnMapping,
+    *,
+    received_at: float | None = None,
+    workers: int | None = None,
+    rows_per_range: int = ROWS_PER_RANGE,
+    progress: Callable[[int], None] | None = None,
+) -> BatchInputs:
+    """`from_messages` for a Parquet file, its rows decoded by `workers` processes (one per
+    CPU by default; 1 decodes in this process, as does a file of one range). `progress`
+    gets the rows read so far."""
+    from qualify.batch import parquet
+
+    source = open_parquet(path, mapping)
+    workers = workers or os.cpu_count() or 1
+    bounds = parquet.row_bounds(source, rows_per_range) if workers > 1 else []
+    if len(bounds) < 2:
+        messages = read_parquet(path, mapping, problems, received_at=received_at, progress=progress)
+        return from_messages(model, messages, as_of)
+
+    def message(carried: ActivityEvent | bytes | None, index: int) -> ActivityEvent:
+        if carried is None:  # the first of its ids in its range was a copy, dropped
+            return parquet.row_at(path, mapping, index, received_at)
+        return pickle.loads(carried)  # type: ignore[arg-type,no-any-return]  # a worker's own
+
+    ranges = functools.partial(
+        parallel_ranges,
+        path,
+        bounds,
+        report=problems.add,
+        workers=workers,
+        received_at=received_at,
+        progress=progress,
+        decode=parquet.decode_rows,
+        extra=(mapping,),
+    )
+    try:
+        return _taken(model, ranges, message, as_of)
+    finally:
+        parquet.forget_groups()
+
+
+def _taken(
+    model: ScoringModel,
+    ranges: Callable[..., Iterator[Range]],
+    message: Callable[[ActivityEvent | bytes | None, int], ActivityEvent],
+    as_of: float,
+) -> BatchInputs:
+    """The input pass over a file's ranges as workers decode them (`parallel_ranges`,
+    given all but what the pass itself hands it: the rule names, and the list the rule
+    rows go to), taken in file order."""
+    taker = _InputPass(model)
+    tables: list[pa.Table] = []
     with _collector_paused():
-        for decoded in ranges:
+        for decoded in ranges(named=taker.named, tables=tables):
             taker.take_range(decoded, message)
     return taker.inputs(tables, as_of)
 

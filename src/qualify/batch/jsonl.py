@@ -19,9 +19,11 @@ that carry a message taken one by one (`Range.carried`); the rest stay packed.
 
 from __future__ import annotations
 
+import functools
 import gc
 import multiprocessing
 import multiprocessing.context
+import pickle
 from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -40,6 +42,7 @@ from qualify.errors import MessageError, QualifyError
 __all__ = [
     "RULE_ROWS",
     "Range",
+    "RangeRecords",
     "Record",
     "RuleRows",
     "chunk_bounds",
@@ -64,6 +67,7 @@ RULE_ROWS = pa.schema(
 )
 
 _PACK = msgspec.msgpack.Encoder().encode
+_PICKLE = functools.partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
 _UNPACK = msgspec.msgpack.Decoder().decode
 CHUNK_BYTES = 16 * 1024 * 1024  # a worker's task: big enough that handing it over is cheap
 
@@ -137,14 +141,8 @@ def decode_chunk(
     if lines[-1] == b"":  # the range ends with a newline: no line after it
         lines.pop()
     problems: list[tuple[int, str]] = []
-    records: list[tuple[Any, ...]] = []
-    append = records.append
-    message_ids: list[str] = []
-    carried: list[tuple[Any, ...]] = []
-    rows = RuleRows()
-    combos = _COMBOS
-    if len(combos) > _COMBOS_KEPT:
-        combos.clear()
+    taken = RangeRecords(named)
+    add = taken.add
     offset = start
     for number, line in enumerate(lines, start=1):
         at, offset = offset, offset + len(line) + 1
@@ -155,23 +153,48 @@ def decode_chunk(
         except MessageError as exc:
             problems.append((number, exc.reason))
             continue
+        add(event, at, line)
+    return taken.packed(len(lines), problems)
+
+
+class RangeRecords:
+    """The records of one worker's range as its messages are decoded, in order: what
+    `Range` is made of. `add` takes a message with what the taker would decode it from
+    again: its line; or None, for a message from no line (a table's row), which then goes
+    pickled where it must be carried."""
+
+    def __init__(self, named: frozenset[str]) -> None:
+        self.named = named
+        self.records: list[tuple[Any, ...]] = []
+        self.message_ids: list[str] = []
+        self.carried: list[tuple[Any, ...]] = []
+        self.rows = RuleRows()
+        if len(_COMBOS) > _COMBOS_KEPT:
+            _COMBOS.clear()
+
+    def add(self, event: ActivityEvent, at: int, line: bytes | None) -> None:
         name, user, anonymous = event.name, event.user_id, event.anonymous_id
-        message: bytes | None = line
+        carry = True
         if name:
             combo = (user, anonymous)
-            if combo in combos:
-                message = None
+            if combo in _COMBOS:
+                carry = False
             else:
-                combos.add(combo)
-        rule = name in named
+                _COMBOS.add(combo)
+        rule = name in self.named
         if rule:
-            rows.add(event)
-        append((event.message_id, name, user, anonymous, message, at, rule))
-        message_ids.append(event.message_id)
+            self.rows.add(event)
+        message = None if not carry else line if line is not None else _PICKLE(event)
+        self.records.append((event.message_id, name, user, anonymous, message, at, rule))
+        self.message_ids.append(event.message_id)
         if message is not None:
-            carried.append((name, user, anonymous, message, at))
-    head = (len(lines), problems, message_ids, carried)
-    return _PACK(head), _PACK(records), rows.table()
+            self.carried.append((name, user, anonymous, message, at))
+
+    def packed(self, count: int, problems: list[tuple[int, str]]) -> tuple[bytes, bytes, pa.Table]:
+        """What the worker sends: the head (`count` lines or rows, the problems, the
+        messageIds, the carried records), the records, the rule rows."""
+        head = (count, problems, self.message_ids, self.carried)
+        return _PACK(head), _PACK(self.records), self.rows.table()
 
 
 def _start_worker() -> None:
@@ -212,12 +235,18 @@ def parallel_ranges(
     workers: int,
     received_at: float | None = None,
     progress: Callable[[int], None] | None = None,
+    decode: Callable[..., tuple[bytes, bytes, pa.Table]] = decode_chunk,
+    extra: tuple[Any, ...] = (),
 ) -> Iterator[Range]:
     """The file's ranges (`bounds`, from `chunk_bounds`) in file order, decoded by
     `workers` processes; each range's rule rows are appended to `tables` before it comes.
     Bad lines go to `report(line number, reason)`, numbered as in the file; `progress` gets
     the bytes read so far. At most two ranges a worker are decoded ahead of the taker, so
-    memory stays bounded however large the file."""
+    memory stays bounded however large the file.
+
+    `decode` is what a worker runs on a range, `decode(path, start, end, received_at,
+    named, *extra)`: `decode_chunk` for byte ranges of JSON Lines (`decode_rows` for row
+    ranges of a Parquet file, whose `bounds` and `progress` count rows)."""
     tasks = iter(bounds)
     frozen = frozenset(named)
     pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker)
@@ -226,8 +255,8 @@ def parallel_ranges(
     def submit() -> None:
         bound = next(tasks, None)
         if bound is not None:
-            arguments = (str(path), *bound, received_at, frozen)
-            pending.append((bound[1], pool.submit(decode_chunk, *arguments)))
+            arguments = (str(path), *bound, received_at, frozen, *extra)
+            pending.append((bound[1], pool.submit(decode, *arguments)))
 
     try:
         for _ in range(2 * workers):

@@ -77,8 +77,8 @@ def batch(
         int | None,
         typer.Option(
             min=1,
-            help="Processes decoding a JSON Lines --events file at once (default: one per "
-            "CPU; 1 for none besides this one).",
+            help="Processes decoding a JSON Lines or Parquet --events file at once "
+            "(default: one per CPU; 1 for none besides this one).",
         ),
     ] = None,
     as_json: JsonOption = False,
@@ -173,24 +173,24 @@ def _file_inputs(
     columns: Any,
     jobs: int | None,
 ) -> Any:
-    from qualify.batch.inputs import from_jsonl, from_messages
-    from qualify.service.files import read_csv, read_parquet
+    from qualify.batch.inputs import from_jsonl, from_messages, from_parquet
+    from qualify.service.files import open_parquet, read_csv
 
     suffix = events.suffix.lower()
     with progress_bar() as progress, bulk():
         if suffix == ".parquet":
-            import pyarrow.parquet as pq
-
-            rows = pq.ParquetFile(events).metadata.num_rows
+            rows = open_parquet(events, columns).metadata.num_rows
             task = progress.add_task(f"reading {events.name}", total=rows or None)
-            messages = read_parquet(
+            return from_parquet(
+                model,
                 events,
-                columns,
+                moment,
                 problems,
+                columns,
                 received_at=imported,
+                workers=jobs,
                 progress=lambda n: progress.update(task, completed=n),
             )
-            return from_messages(model, messages, moment)
         task = progress.add_task(f"reading {events.name}", total=events.stat().st_size or None)
         if suffix == ".csv":
             import io
