@@ -4,6 +4,9 @@ with ranges small enough that ids, copies of a messageId and merges cross betwee
 
 from __future__ import annotations
 
+import gzip
+import itertools
+import uuid
 from pathlib import Path
 
 import orjson
@@ -12,9 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from input_pass import MODEL, RECEIVED, T0, assert_same, lines
-from qualify.batch.inputs import BatchInputs, from_jsonl, from_messages
+from qualify.batch.inputs import BatchInputs, event_files, from_files, from_jsonl, from_messages
 from qualify.batch.jsonl import chunk_bounds
-from qualify.service.files import Problems, read_jsonl
+from qualify.service.files import ColumnMapping, LineProblem, Problems, read_jsonl
 
 
 def serial(path: Path) -> tuple[BatchInputs, list]:
@@ -85,3 +88,54 @@ def test_bad_lines_are_numbered_as_in_the_file(tmp_path: Path) -> None:
     _, problems = parallel(path, 200)
     assert [problem.line for problem in problems] == [32, 63]
     assert len(chunk_bounds(path, 200)) > 10
+
+
+@pytest.mark.slow
+def test_a_file_cut_into_parts_reads_as_the_one_file(tmp_path: Path) -> None:
+    """A folder of part files (some gzipped) is one history: cut anywhere, read by workers
+    where they can read (not the gzipped parts), it gives the one file's input pass, and
+    each bad line is reported in its part, numbered from the part's first line."""
+
+    @settings(
+        max_examples=40,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
+    @given(
+        lines(),
+        st.lists(st.integers(0, 60), max_size=3),
+        st.lists(st.booleans(), min_size=4, max_size=4),
+        st.integers(1, 300),
+    )
+    def check(content: list[bytes], cuts: list[int], gzipped: list[bool], chunk: int) -> None:
+        whole = tmp_path / "whole.jsonl"
+        whole.write_bytes(b"".join(line + b"\n" for line in content))
+        folder = tmp_path / f"parts-{uuid.uuid4().hex}"
+        folder.mkdir()
+        bounds = [0, *sorted(min(c, len(content)) for c in cuts), len(content)]
+        starts = {}
+        for i, (start, end) in enumerate(itertools.pairwise(bounds)):
+            data = b"".join(line + b"\n" for line in content[start:end])
+            name = f"part-{i:05}.jsonl" + (".gz" if gzipped[i] else "")
+            (folder / name).write_bytes(gzip.compress(data) if gzipped[i] else data)
+            starts[name] = start
+        files = event_files([folder])
+        assert [f.gzipped for f in files] == gzipped[: len(files)]
+        found: dict[Path, Problems] = {}
+        inputs = from_files(
+            MODEL,
+            files,
+            T0,
+            lambda f: found.setdefault(f.path, Problems()),
+            ColumnMapping({}),
+            received_at=RECEIVED,
+            workers=2,
+            chunk_bytes=chunk,
+        )
+        numbered = [
+            (starts[path.name] + p.line, p.reason) for path, ps in found.items() for p in ps.items
+        ]
+        one, problems = serial(whole)
+        assert_same((one, [LineProblem(*p) for p in numbered]), (inputs, problems))
+
+    check()

@@ -340,3 +340,76 @@ def test_model_activate_in_bulk_and_batch_write_back(tmp_path: Path) -> None:
     pg = qualify("model", "activate", str(lower), "--db", bulk, "--engine", "postgres",
                  cwd=tmp_path, check=False)  # fmt: skip
     assert pg.returncode == 2 and "use --engine duckdb" in pg.stderr
+
+
+def test_batch_reads_a_folder_of_part_files_as_one_history(tmp_path: Path) -> None:
+    """An export's folder: part files of JSON Lines (one gzipped) and Parquet, in the
+    order of their names, with the files Spark writes beside them left out; then a
+    gzipped CSV file. Identity and
+    copies of a messageId span the files: an anonymous visitor of the first file is
+    identified in the second, and the second repeats a message of the first. The scores
+    equal those of one file holding the same lines in the same order."""
+    import gzip
+
+    messages = [{**m, "messageId": f"m{i}"} for i, m in enumerate(seed("ana", "2026-03-09"))]
+    identify, download, webinar, pricing, pricing_again = messages
+    anonymous = [{**m, "anonymousId": "visitor"} for m in (download, pricing)]
+    for m in anonymous:
+        del m["userId"]
+    identify = {**identify, "anonymousId": "visitor"}
+    first = [anonymous[0], anonymous[1]]
+    second = [identify, anonymous[0], webinar]  # anonymous[0] again: a copy
+    third = [pricing_again, *seed("ben", "2026-03-11")]
+    export = tmp_path / "export"
+    (export / "day=2").mkdir(parents=True)
+    jsonl(export / "part-00000.jsonl", [*first, "{not json"])
+    with gzip.open(export / "part-00001.json.gz", "wt") as gz:
+        gz.write("".join(json.dumps(m) + "\n" for m in second))
+    table = pa.table(
+        {
+            "type": [m["type"] for m in third],
+            "messageId": [m.get("messageId") for m in third],
+            "userId": [m["userId"] for m in third],
+            "timestamp": [m["timestamp"] for m in third],
+            "event": [m.get("event") for m in third],
+            "name": [m.get("name") for m in third],
+            "properties": [json.dumps(m["properties"]) if "properties" in m else None
+                           for m in third],
+            "traits": [json.dumps(m["traits"]) if "traits" in m else None for m in third],
+        }
+    )  # fmt: skip
+    pq.write_table(table, export / "day=2" / "part-00002.parquet")
+    (export / "_SUCCESS").write_text("")
+    (export / ".part-00000.jsonl.crc").write_bytes(b"\x00\x01")
+    (export / "day=2" / "_committed_1").write_text("{}")
+    late = [{**m, "messageId": f"cy{i}"} for i, m in enumerate(seed("cy", "2026-03-10"))]
+    extra = tmp_path / "late.csv.gz"  # a gzipped CSV: the rest of a row are its properties
+    fields = ["type", "messageId", "userId", "timestamp", "event", "name"]
+    keys = sorted({k for m in late for k in {**m.get("properties", {}), **m.get("traits", {})}})
+    with gzip.open(extra, "wt", newline="") as gz:
+        writer = csv.writer(gz)
+        writer.writerow(fields + keys)
+        for m in late:
+            values = {**m.get("properties", {}), **m.get("traits", {})}
+            writer.writerow([m.get(f, "") for f in fields] + [values.get(k, "") for k in keys])
+    one = jsonl(tmp_path / "one.jsonl", [*first, *second, *third, *late])
+    expected = _scores(qualify("batch", str(WORKED), "--events", str(one), "--as-of", AS_OF,
+                               "--json", cwd=tmp_path))  # fmt: skip
+    assert set(expected) == {"ana", "ben", "cy"}  # the visitor is ana
+    assert expected["ana"][:2] == (105, True)
+    done = qualify("batch", str(WORKED), "--events", str(export), "--events", str(extra),
+                   "--as-of", AS_OF, "--json", "--jobs", "2", cwd=tmp_path,
+                   check=False)  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert f"{export / 'part-00000.jsonl'}:3: skipped" in done.stderr  # its own line number
+    assert done.stderr.count("skipped") == 1  # nothing read from `_SUCCESS`, `.crc`, `_c…`
+    assert _scores(done) == expected
+
+
+def test_batch_says_which_events_path_is_missing_or_empty(tmp_path: Path) -> None:
+    (tmp_path / "empty" / "_temporary").mkdir(parents=True)
+    (tmp_path / "empty" / "_SUCCESS").write_text("")
+    for path, said in ((tmp_path / "nowhere", "no such file or folder"),
+                       (tmp_path / "empty", "no files of messages in the folder")):  # fmt: skip
+        done = qualify("batch", str(WORKED), "--events", str(path), cwd=tmp_path, check=False)
+        assert done.returncode == 2 and said in done.stderr, done.stderr

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import gc
 import itertools
 import os
@@ -42,12 +41,13 @@ from qualify.core.activity import ActivityEvent, decode_line
 from qualify.core.leadbook import Account, LeadBook, LeadRecord, Traits
 from qualify.core.scoring import CompiledModel
 from qualify.core.state import LeadState
-from qualify.errors import StoreError
+from qualify.errors import QualifyError, StoreError
 from qualify.model.scoring_model import ScoringModel
 from qualify.service.files import (
     ColumnMapping,
     Problems,
     open_parquet,
+    read_csv,
     read_jsonl,
     read_parquet,
 )
@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BatchInputs",
+    "EventFile",
+    "event_files",
+    "from_files",
     "from_jsonl",
     "from_messages",
     "from_parquet",
@@ -113,10 +116,9 @@ def from_messages(
 ) -> BatchInputs:
     """Events and profiles (as of `as_of`) for every lead the messages name."""
     taker = _InputPass(model)
-    rows = RuleRows()
     with _collector_paused():
-        taker.take(records_of(messages, taker.named, rows), _as_is)
-    return taker.inputs([rows.table()], as_of)
+        taker.take_messages(messages)
+    return taker.inputs(as_of)
 
 
 def from_jsonl(
@@ -132,28 +134,10 @@ def from_jsonl(
 ) -> BatchInputs:
     """`from_messages` for a JSON Lines file, decoded by `workers` processes (one per CPU
     by default; 1 decodes in this process, as does a file of one range)."""
-    workers = workers or os.cpu_count() or 1
-    bounds = chunk_bounds(path, chunk_bytes) if workers > 1 else []
-    if len(bounds) < 2:
-        with path.open("rb") as lines:
-            reading = read_jsonl(lines, problems, received_at=received_at)
-            return from_messages(model, _counted(reading, lines, progress), as_of)
-
-    def message(line: ActivityEvent | bytes | None, offset: int) -> ActivityEvent:
-        if line is None:  # the first of its ids in its range was a copy, dropped
-            return line_at(path, offset, received_at)
-        return decode_line(line, received_at=received_at)  # type: ignore[arg-type]
-
-    ranges = functools.partial(
-        parallel_ranges,
-        path,
-        bounds,
-        report=problems.add,
-        workers=workers,
-        received_at=received_at,
-        progress=progress,
-    )
-    return _taken(model, ranges, message, as_of)
+    taker = _InputPass(model)
+    with _collector_paused():
+        _take_jsonl(taker, path, problems, received_at, workers, chunk_bytes, progress)
+    return taker.inputs(as_of)
 
 
 def from_parquet(
@@ -171,6 +155,167 @@ def from_parquet(
     """`from_messages` for a Parquet file, its rows decoded by `workers` processes (one per
     CPU by default; 1 decodes in this process, as does a file of one range). `progress`
     gets the rows read so far."""
+    taker = _InputPass(model)
+    with _collector_paused():
+        _take_parquet(
+            taker, path, problems, mapping, received_at, workers, rows_per_range, progress
+        )
+    return taker.inputs(as_of)
+
+
+@dataclasses.dataclass(frozen=True)
+class EventFile:
+    """A file of messages, and how it is read: `kind` is `jsonl`, `csv` or `parquet`
+    (by its suffix, less a `.gz`); `gzipped` by its first bytes."""
+
+    path: Path
+    kind: str
+    gzipped: bool
+
+
+def event_files(paths: Iterable[Path]) -> list[EventFile]:
+    """Each path a file of messages, or a folder of them: a folder's files, in all its
+    subfolders, in the order of their paths, leaving out those whose name starts with
+    `.` or `_` (what Spark, Hive and Hadoop write beside the data: `_SUCCESS`, `.crc`).
+    Messages count in this order, file after file, as if the files were one."""
+    files: list[EventFile] = []
+    for path in paths:
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file()
+                and not any(part.startswith((".", "_")) for part in p.relative_to(path).parts)
+            )
+            if not found:
+                raise QualifyError(f"no files of messages in the folder {path}")
+            files.extend(_event_file(p) for p in found)
+        elif path.is_file():
+            files.append(_event_file(path))
+        else:
+            raise QualifyError(f"no such file or folder: {path}")
+    return files
+
+
+def _event_file(path: Path) -> EventFile:
+    try:
+        with path.open("rb") as file:
+            gzipped = file.read(2) == b"\x1f\x8b"
+    except OSError as exc:
+        raise QualifyError(f"cannot read {path}: {exc}") from None
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes.pop()
+    suffix = suffixes[-1] if suffixes else ""
+    kind = {".parquet": "parquet", ".csv": "csv"}.get(suffix, "jsonl")
+    if kind == "parquet" and gzipped:
+        raise QualifyError(f"{path}: a gzipped Parquet file; Parquet compresses itself")
+    return EventFile(path, kind, gzipped)
+
+
+def from_files(
+    model: ScoringModel,
+    files: Iterable[EventFile],
+    as_of: float,
+    problems: Callable[[EventFile], Problems],
+    mapping: ColumnMapping,
+    *,
+    received_at: float | None = None,
+    workers: int | None = None,
+    chunk_bytes: int = CHUNK_BYTES,
+    rows_per_range: int = ROWS_PER_RANGE,
+    progress: Callable[[EventFile], Callable[[int], None] | None] | None = None,
+) -> BatchInputs:
+    """`from_messages` for files of messages taken one after the other (`event_files`):
+    identity, profiles and the first copy of each messageId across all of them. JSON
+    Lines and Parquet files are decoded by `workers` processes; gzipped and CSV files in
+    this one. `problems(file)` holds each file's bad lines; `progress(file)` gives the
+    callback told a file's bytes read (rows, for Parquet)."""
+    taker = _InputPass(model)
+    with _collector_paused():
+        for file in files:
+            told = progress(file) if progress is not None else None
+            found = problems(file)
+            if file.kind == "parquet":
+                _take_parquet(
+                    taker, file.path, found, mapping, received_at, workers, rows_per_range, told
+                )
+            elif file.kind == "jsonl" and not file.gzipped:
+                _take_jsonl(taker, file.path, found, received_at, workers, chunk_bytes, told)
+            else:
+                _take_serially(taker, file, found, mapping, received_at, told)
+    return taker.inputs(as_of)
+
+
+def _take_serially(
+    taker: _InputPass,
+    file: EventFile,
+    problems: Problems,
+    mapping: ColumnMapping,
+    received_at: float | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """A gzipped JSON Lines file, or a CSV file (gzipped or not), read in this process;
+    `progress` is told the bytes read of the file as it lies on disk."""
+    import gzip
+    import io
+
+    with file.path.open("rb") as raw:
+        data: BinaryIO = gzip.GzipFile(fileobj=raw) if file.gzipped else raw  # type: ignore[assignment]
+        if file.kind == "csv":
+            text = io.TextIOWrapper(data, encoding="utf-8-sig", newline="")
+            messages = read_csv(text, mapping, problems, received_at=received_at)
+        else:
+            messages = read_jsonl(data, problems, received_at=received_at)
+        taker.take_messages(_counted(messages, raw, progress))
+
+
+def _take_jsonl(
+    taker: _InputPass,
+    path: Path,
+    problems: Problems,
+    received_at: float | None,
+    workers: int | None,
+    chunk_bytes: int,
+    progress: Callable[[int], None] | None,
+) -> None:
+    workers = workers or os.cpu_count() or 1
+    bounds = chunk_bounds(path, chunk_bytes) if workers > 1 else []
+    if len(bounds) < 2:
+        with path.open("rb") as lines:
+            reading = read_jsonl(lines, problems, received_at=received_at)
+            taker.take_messages(_counted(reading, lines, progress))
+        return
+
+    def message(line: ActivityEvent | bytes | None, offset: int) -> ActivityEvent:
+        if line is None:  # the first of its ids in its range was a copy, dropped
+            return line_at(path, offset, received_at)
+        return decode_line(line, received_at=received_at)  # type: ignore[arg-type]
+
+    ranges = parallel_ranges(
+        path,
+        bounds,
+        taker.named,
+        taker.tables,
+        problems.add,
+        workers=workers,
+        received_at=received_at,
+        progress=progress,
+    )
+    for decoded in ranges:
+        taker.take_range(decoded, message)
+
+
+def _take_parquet(
+    taker: _InputPass,
+    path: Path,
+    problems: Problems,
+    mapping: ColumnMapping,
+    received_at: float | None,
+    workers: int | None,
+    rows_per_range: int,
+    progress: Callable[[int], None] | None,
+) -> None:
     from qualify.batch import parquet
 
     source = open_parquet(path, mapping)
@@ -178,18 +323,20 @@ def from_parquet(
     bounds = parquet.row_bounds(source, rows_per_range) if workers > 1 else []
     if len(bounds) < 2:
         messages = read_parquet(path, mapping, problems, received_at=received_at, progress=progress)
-        return from_messages(model, messages, as_of)
+        taker.take_messages(messages)
+        return
 
     def message(carried: ActivityEvent | bytes | None, index: int) -> ActivityEvent:
         if carried is None:  # the first of its ids in its range was a copy, dropped
             return parquet.row_at(path, mapping, index, received_at)
         return pickle.loads(carried)  # type: ignore[arg-type,no-any-return]  # a worker's own
 
-    ranges = functools.partial(
-        parallel_ranges,
+    ranges = parallel_ranges(
         path,
         bounds,
-        report=problems.add,
+        taker.named,
+        taker.tables,
+        problems.add,
         workers=workers,
         received_at=received_at,
         progress=progress,
@@ -197,26 +344,10 @@ def from_parquet(
         extra=(mapping,),
     )
     try:
-        return _taken(model, ranges, message, as_of)
+        for decoded in ranges:
+            taker.take_range(decoded, message)
     finally:
         parquet.forget_groups()
-
-
-def _taken(
-    model: ScoringModel,
-    ranges: Callable[..., Iterator[Range]],
-    message: Callable[[ActivityEvent | bytes | None, int], ActivityEvent],
-    as_of: float,
-) -> BatchInputs:
-    """The input pass over a file's ranges as workers decode them (`parallel_ranges`,
-    given all but what the pass itself hands it: the rule names, and the list the rule
-    rows go to), taken in file order."""
-    taker = _InputPass(model)
-    tables: list[pa.Table] = []
-    with _collector_paused():
-        for decoded in ranges(named=taker.named, tables=tables):
-            taker.take_range(decoded, message)
-    return taker.inputs(tables, as_of)
 
 
 def _counted(
@@ -246,6 +377,7 @@ class _InputPass:
         self.book = LeadBook(CompiledModel(dataclasses.replace(model, engagement=())), dedupe=True)
         self.named: set[str] = set().union(*(rule.events for rule in model.engagement))
         self.keep: list[bool] = []  # for each rule row, in order
+        self.tables: list[pa.Table] = []  # the rule rows, in order
         # the ids of a dropped copy that was the first of its ids in a worker's range
         self.unsure: set[tuple[str | None, str | None]] = set()
 
@@ -306,10 +438,17 @@ class _InputPass:
         seen.update(ids)
         self.keep.extend(itertools.repeat(True, decoded.rule_rows))
 
-    def inputs(self, tables: list[pa.Table], as_of: float) -> BatchInputs:
+    def take_messages(self, messages: Iterable[ActivityEvent]) -> None:
+        """Messages decoded in this process, in order."""
+        rows = RuleRows()
+        self.take(records_of(messages, self.named, rows), _as_is)
+        self.tables.append(rows.table())
+
+    def inputs(self, as_of: float) -> BatchInputs:
         """The two relations; each rule row kept, with the lead its ids resolve to in the
         end: its userId's lead if it has one, else its anonymousId's."""
         book = self.book
+        tables = self.tables or [RuleRows().table()]
         rows = pa.concat_tables(tables).filter(pa.array(self.keep, pa.bool_()))
         leads = _leads_of(rows, book.graph.users, book.graph.anonymous)
         columns = [leads, *(rows.column(c) for c in ("message_id", "name", "ts", "properties"))]

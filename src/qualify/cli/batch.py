@@ -17,7 +17,6 @@ from qualify.cli.shared import (
     as_of_time,
     bulk,
     engine_for,
-    open_file,
     progress_bar,
     read_model,
     report_problems,
@@ -35,10 +34,12 @@ class Engine(StrEnum):
 def batch(
     model: Annotated[Path, typer.Argument(help="The scoring model (YAML).")],
     events: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             help="Messages: Segment JSON Lines, or a .csv or .parquet table (columns as in "
-            "`qualify ingest`, see --map); or use --db."
+            "`qualify ingest`, see --map), gzipped or not; or a folder of such files (an "
+            "export's part files, taken in the order of their names). Give it again for "
+            "more: all count as one history, in the order given. Or use --db."
         ),
     ] = None,
     db: Annotated[
@@ -101,6 +102,7 @@ def batch(
     refresh` would, in bulk).
     """
     from qualify.batch.engine import BatchRun, check_output, open_backend, run_store
+    from qualify.batch.inputs import event_files
     from qualify.errors import QualifyError
     from qualify.service.files import Problems
 
@@ -108,6 +110,8 @@ def batch(
         raise QualifyError("--write-back stores scores in a store: give --db URL")
     if out is not None and as_json:
         raise QualifyError("--json prints the scores and --out writes them to a file: use one")
+    if not events:
+        events = None
     if (events is None) == (db is None):
         raise QualifyError("say what to score: --events FILE.jsonl, or --db URL for a store")
     if engine is Engine.postgres and db is None:
@@ -124,17 +128,16 @@ def batch(
     from qualify.service.files import ColumnMapping
 
     columns = ColumnMapping.parse(mapping or [], message_type)
-    if events is not None and not events.is_file():
-        raise QualifyError(f"no such file: {events}")
+    files = event_files(events) if events else None
     scoring_model = read_model(model)
     imported = time.time()  # a table's rows without a time take it, as `qualify ingest` does
     moment = as_of_time(as_of)  # by default now, so not before `imported`
-    problems = Problems()
+    problems: dict[Path, Problems] = {}
     started = time.perf_counter()
-    if events is not None:  # before the engine starts: the decoding workers fork this process
-        inputs = _file_inputs(scoring_model, events, moment, imported, problems, columns, jobs)
+    if files is not None:  # before the engine starts: the decoding workers fork this process
+        inputs = _file_inputs(scoring_model, files, moment, imported, problems, columns, jobs)
     backend = open_backend(engine.value, url=db, master=spark_master)
-    if events is not None:
+    if files is not None:
         run = BatchRun.of_inputs(scoring_model, backend, inputs, moment)
     else:
         store = engine_for(db)
@@ -145,8 +148,8 @@ def batch(
                 _write_back(store, run, version_id, moment)
                 if out is None and not as_json:
                     return
-    if events is not None:
-        report_problems(events, problems)
+    for path, found in problems.items():
+        report_problems(path, found)
     if out is not None:
         written = run.write(out)
         live = f" ({run.live_leads:,} by the live engine)" if run.live_leads else ""
@@ -160,55 +163,41 @@ def batch(
         )
     else:
         _table(run.rows(), limit)
-    if problems.items:
+    if any(found.items for found in problems.values()):
         raise typer.Exit(1)
 
 
 def _file_inputs(
     model: ScoringModel,
-    events: Path,
+    files: list[Any],
     moment: float,
     imported: float,
-    problems: Any,
+    problems: dict[Path, Any],
     columns: Any,
     jobs: int | None,
 ) -> Any:
-    from qualify.batch.inputs import from_jsonl, from_messages, from_parquet
-    from qualify.service.files import open_parquet, read_csv
+    from qualify.batch.inputs import from_files
+    from qualify.service.files import Problems, open_parquet
 
-    suffix = events.suffix.lower()
     with progress_bar() as progress, bulk():
-        if suffix == ".parquet":
-            rows = open_parquet(events, columns).metadata.num_rows
-            task = progress.add_task(f"reading {events.name}", total=rows or None)
-            return from_parquet(
-                model,
-                events,
-                moment,
-                problems,
-                columns,
-                received_at=imported,
-                workers=jobs,
-                progress=lambda n: progress.update(task, completed=n),
-            )
-        task = progress.add_task(f"reading {events.name}", total=events.stat().st_size or None)
-        if suffix == ".csv":
-            import io
 
-            with open_file(events) as raw:
-                text = io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
-                messages = read_csv(text, columns, problems, received_at=imported)
-                inputs = from_messages(model, messages, moment)
-                progress.update(task, completed=raw.tell())
-                return inputs
-        open_file(events).close()  # a clear error when it cannot be read
-        return from_jsonl(
+        def told(file: Any) -> Any:
+            if file.kind == "parquet":
+                total = open_parquet(file.path, columns).metadata.num_rows
+            else:
+                total = file.path.stat().st_size
+            task = progress.add_task(f"reading {file.path.name}", total=total or None)
+            return lambda done: progress.update(task, completed=done)
+
+        return from_files(
             model,
-            events,
+            files,
             moment,
-            problems,
+            lambda file: problems.setdefault(file.path, Problems()),
+            columns,
+            received_at=imported,
             workers=jobs,
-            progress=lambda done: progress.update(task, completed=done),
+            progress=told,
         )
 
 
