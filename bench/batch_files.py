@@ -1,10 +1,12 @@
-"""`qualify batch --events` end to end on the same messages as JSON Lines and as Parquet.
+"""`qualify batch --events` end to end on the same messages as JSON Lines, as Parquet, and
+as a folder of gzipped JSON Lines parts.
 
 The demo file is written once more as a Parquet table, as a warehouse export would hold it
-(a column per message field, `properties`, `traits` and `context` as JSON text), and each
-run is `qualify batch model.yaml --events FILE --out scores.parquet` as a user runs it
-(start-up, input pass, plan, writing the scores), the files alternating. `--jobs 1` adds
-runs with the file read by the command's own process.
+(a column per message field, `properties`, `traits` and `context` as JSON text), and once
+as 20 gzipped parts in a folder, as Segment's S3 export writes a history; each run is
+`qualify batch model.yaml --events PATH --out scores.parquet` as a user runs it (start-up,
+input pass, plan, writing the scores), the inputs alternating. `--jobs 1` adds runs with
+the files read by the command's own process.
 
     python bench/batch_files.py [--events 1000000] [--runs 3] [--jobs-1]
 """
@@ -12,6 +14,7 @@ runs with the file read by the command's own process.
 from __future__ import annotations
 
 import argparse
+import gzip
 import statistics
 import subprocess
 import sys
@@ -48,6 +51,20 @@ def parquet_of(jsonl: Path) -> Path:
     return path
 
 
+def gzipped_parts(jsonl: Path, parts: int = 20) -> Path:
+    """The JSON Lines file cut into `parts` gzipped files in a folder (kept in bench/out)."""
+    folder = jsonl.with_name(jsonl.stem + "-parts")
+    if folder.is_dir() and len(list(folder.glob("*.gz"))) == parts:
+        return folder
+    folder.mkdir(exist_ok=True)
+    lines = jsonl.read_bytes().splitlines(keepends=True)
+    size = -(-len(lines) // parts)
+    for i in range(parts):
+        data = b"".join(lines[i * size : (i + 1) * size])
+        (folder / f"part-{i:05}.jsonl.gz").write_bytes(gzip.compress(data, compresslevel=6))
+    return folder
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -57,7 +74,8 @@ def main() -> None:
     model = model_path()
     jsonl, count = events_file(args.events)
     parquet = parquet_of(jsonl)
-    variants = [("JSON Lines", jsonl, []), ("Parquet", parquet, [])]
+    parts = gzipped_parts(jsonl)
+    variants = [("JSON Lines", jsonl, []), ("Parquet", parquet, []), ("gzipped parts", parts, [])]
     if args.jobs_1:
         variants += [("JSON Lines, --jobs 1", jsonl, ["--jobs", "1"])]
         variants += [("Parquet, --jobs 1", parquet, ["--jobs", "1"])]
@@ -75,7 +93,7 @@ def main() -> None:
             )  # fmt: skip
             times[label].append(time.perf_counter() - start)
     print(f"machine: {machine()}")
-    print(f"messages: {count:,} ({jsonl.name}, {parquet.name})")
+    print(f"messages: {count:,} ({jsonl.name}, {parquet.name}, {parts.name}/)")
     for label, runs in times.items():
         median = statistics.median(runs)
         listed = ", ".join(f"{t:.1f}" for t in runs)

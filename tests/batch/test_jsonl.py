@@ -139,3 +139,37 @@ def test_a_file_cut_into_parts_reads_as_the_one_file(tmp_path: Path) -> None:
         assert_same((one, [LineProblem(*p) for p in numbered]), (inputs, problems))
 
     check()
+
+
+def test_a_copy_dropped_at_the_start_of_a_gzipped_file_leaves_its_ids_to_the_next(
+    tmp_path: Path,
+) -> None:
+    """As with ranges: the second gzipped file starts with a copy of a messageId of the
+    first, carrying ids (u1, a1) first seen there; the next line with those ids comes
+    without its message and is read again from the gzipped file."""
+    first = [{"type": "identify", "userId": "u0", "messageId": "m1", "traits": {"industry": "x"}}]
+    second = [
+        {"type": "track", "event": "a", "userId": "u1", "anonymousId": "a1", "messageId": "m1"},
+        {"type": "page", "userId": "u1", "anonymousId": "a1", "messageId": "m2"},
+        {"type": "page", "anonymousId": "a1", "messageId": "m3"},
+    ]
+    folder = tmp_path / "gz"
+    folder.mkdir()
+    for name, part in (("part-0.jsonl.gz", first), ("part-1.jsonl.gz", second)):
+        data = b"".join(orjson.dumps({**m, "timestamp": T0}) + b"\n" for m in part)
+        (folder / name).write_bytes(gzip.compress(data))
+    whole = tmp_path / "whole.jsonl"
+    whole.write_bytes(b"".join(gzip.decompress(p.read_bytes()) for p in sorted(folder.iterdir())))
+    found: dict[Path, Problems] = {}
+    inputs = from_files(
+        MODEL,
+        event_files([folder]),
+        T0,
+        lambda f: found.setdefault(f.path, Problems()),
+        ColumnMapping({}),
+        received_at=RECEIVED,
+        workers=2,
+    )
+    assert_same(serial(whole), (inputs, []))
+    rows = {(row["message_id"], row["lead_id"]) for row in inputs.events.to_pylist()}
+    assert rows == {("m2", "u1"), ("m3", "u1")}

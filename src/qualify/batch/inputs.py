@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
 import itertools
 import os
@@ -32,6 +33,8 @@ from qualify.batch.jsonl import (
     Record,
     RuleRows,
     chunk_bounds,
+    decode_gzipped,
+    gzipped_line_at,
     line_at,
     parallel_ranges,
     records_of,
@@ -232,8 +235,13 @@ def from_files(
     this one. `problems(file)` holds each file's bad lines; `progress(file)` gives the
     callback told a file's bytes read (rows, for Parquet)."""
     taker = _InputPass(model)
+    workers = workers or os.cpu_count() or 1
     with _collector_paused():
-        for file in files:
+        for run in _runs(files, workers):
+            if len(run) > 1:  # gzipped JSON Lines files, decoded by workers a file each
+                _take_gzipped(taker, run, problems, received_at, workers, progress)
+                continue
+            (file,) = run
             told = progress(file) if progress is not None else None
             found = problems(file)
             if file.kind == "parquet":
@@ -245,6 +253,22 @@ def from_files(
             else:
                 _take_serially(taker, file, found, mapping, received_at, told)
     return taker.inputs(as_of)
+
+
+def _runs(files: Iterable[EventFile], workers: int) -> Iterator[list[EventFile]]:
+    """The files one by one, except that consecutive gzipped JSON Lines files come as one
+    run, for workers to decode a file each (when there are workers, and two files)."""
+    run: list[EventFile] = []
+    for file in files:
+        if workers > 1 and file.kind == "jsonl" and file.gzipped:
+            run.append(file)
+            continue
+        if run:
+            yield from [run] if len(run) > 1 else [[f] for f in run]
+            run = []
+        yield [file]
+    if run:
+        yield from [run] if len(run) > 1 else [[f] for f in run]
 
 
 def _take_serially(
@@ -293,17 +317,51 @@ def _take_jsonl(
         return decode_line(line, received_at=received_at)  # type: ignore[arg-type]
 
     ranges = parallel_ranges(
-        path,
-        bounds,
+        [(path, start, end) for start, end in bounds],
         taker.named,
         taker.tables,
-        problems.add,
+        lambda _, line, reason: problems.add(line, reason),
         workers=workers,
         received_at=received_at,
-        progress=progress,
+        progress=None if progress is None else lambda _, done: progress(done),
     )
     for decoded in ranges:
         taker.take_range(decoded, message)
+
+
+def _take_gzipped(
+    taker: _InputPass,
+    files: list[EventFile],
+    problems: Callable[[EventFile], Problems],
+    received_at: float | None,
+    workers: int,
+    progress: Callable[[EventFile], Callable[[int], None] | None] | None,
+) -> None:
+    """Gzipped JSON Lines files, one after the other, each decoded whole by a worker."""
+    by_path = {file.path: file for file in files}
+
+    def message(path: Path, line: ActivityEvent | bytes | None, index: int) -> ActivityEvent:
+        if line is None:  # the first of its ids in its file was a copy, dropped
+            return gzipped_line_at(path, index, received_at)
+        return decode_line(line, received_at=received_at)  # type: ignore[arg-type]
+
+    def told(path: Path, _: int) -> None:
+        tell = progress(by_path[path]) if progress is not None else None
+        if tell is not None:
+            tell(path.stat().st_size)
+
+    ranges = parallel_ranges(
+        [(file.path, 0, 0) for file in files],
+        taker.named,
+        taker.tables,
+        lambda path, line, reason: problems(by_path[path]).add(line, reason),
+        workers=workers,
+        received_at=received_at,
+        progress=told,
+        decode=decode_gzipped,
+    )
+    for decoded in ranges:
+        taker.take_range(decoded, functools.partial(message, decoded.path))
 
 
 def _take_parquet(
@@ -332,14 +390,13 @@ def _take_parquet(
         return pickle.loads(carried)  # type: ignore[arg-type,no-any-return]  # a worker's own
 
     ranges = parallel_ranges(
-        path,
-        bounds,
+        [(path, start, end) for start, end in bounds],
         taker.named,
         taker.tables,
-        problems.add,
+        lambda _, line, reason: problems.add(line, reason),
         workers=workers,
         received_at=received_at,
-        progress=progress,
+        progress=None if progress is None else lambda _, done: progress(done),
         decode=parquet.decode_rows,
         extra=(mapping,),
     )

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import functools
 import gc
+import gzip
+import itertools
 import multiprocessing
 import multiprocessing.context
 import pickle
@@ -46,6 +48,8 @@ __all__ = [
     "Record",
     "RuleRows",
     "chunk_bounds",
+    "decode_gzipped",
+    "gzipped_line_at",
     "line_at",
     "parallel_ranges",
     "records_of",
@@ -133,19 +137,42 @@ def decode_chunk(
     """A byte range decoded: `Range.head` and `Range.records` packed as MessagePack (flat
     records pack and unpack several times faster than pickled ones; a message goes as its
     line, decoded again only if the taker needs it), and the range's rule rows. Runs in a
-    worker process; blank and bad lines are skipped as `read_jsonl` skips them."""
+    worker process; blank and bad lines are skipped as `read_jsonl` skips them. A record's
+    offset is its line's position in the file."""
     with open(path, "rb") as file:
         file.seek(start)
         data = file.read(end - start)
     lines = data.split(b"\n")
     if lines[-1] == b"":  # the range ends with a newline: no line after it
         lines.pop()
+    offsets = itertools.accumulate((len(line) + 1 for line in lines), initial=start)
+    return _decode_lines(lines, offsets, received_at, named)
+
+
+def decode_gzipped(
+    path: str, start: int, end: int, received_at: float | None, named: frozenset[str]
+) -> tuple[bytes, bytes, pa.Table]:
+    """A whole gzipped JSON Lines file decoded, as `decode_chunk` decodes a range (`start`
+    and `end` are not used: a gzipped file cannot be read from the middle). A record's
+    offset is its line's index."""
+    with gzip.open(path, "rb") as file:
+        lines = file.read().split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return _decode_lines(lines, itertools.count(), received_at, named)
+
+
+def _decode_lines(
+    lines: list[bytes],
+    offsets: Iterable[int],
+    received_at: float | None,
+    named: frozenset[str],
+) -> tuple[bytes, bytes, pa.Table]:
     problems: list[tuple[int, str]] = []
     taken = RangeRecords(named)
     add = taken.add
-    offset = start
-    for number, line in enumerate(lines, start=1):
-        at, offset = offset, offset + len(line) + 1
+    # `offsets` may run on past the last line (`accumulate`'s, `count`)
+    for number, (line, at) in enumerate(zip(lines, offsets, strict=False), start=1):
         if not line or line.isspace():
             continue
         try:
@@ -209,13 +236,21 @@ def line_at(path: Path, offset: int, received_at: float | None) -> ActivityEvent
         return decode_line(file.readline(), received_at=received_at)
 
 
+def gzipped_line_at(path: Path, index: int, received_at: float | None) -> ActivityEvent:
+    """The message on line `index` (from 0) of a gzipped file, read from its start."""
+    with gzip.open(path, "rb") as file:
+        line = next(itertools.islice(file, index, None))
+    return decode_line(line, received_at=received_at)
+
+
 @dataclass(frozen=True, slots=True)
 class Range:
-    """A worker's byte range, decoded. `message_ids`: every message's, in order; `carried`:
+    """A worker's range of a file, decoded. `message_ids`: every message's, in order; `carried`:
     (rule name, userId, anonymousId, line, offset) of the records that carry their message;
     `records`: every `Record`, still packed (the taker unpacks them only when the range holds
     a copy of a messageId); `rule_rows`: how many rule rows it has."""
 
+    path: Path
     message_ids: list[str]
     carried: list[tuple[str, str | None, str | None, bytes, int]]
     packed: bytes
@@ -226,44 +261,46 @@ class Range:
 
 
 def parallel_ranges(
-    path: Path,
-    bounds: list[tuple[int, int]],
+    tasks: list[tuple[Path, int, int]],
     named: Collection[str],
     tables: list[pa.Table],
-    report: Callable[[int, str], None],
+    report: Callable[[Path, int, str], None],
     *,
     workers: int,
     received_at: float | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[Path, int], None] | None = None,
     decode: Callable[..., tuple[bytes, bytes, pa.Table]] = decode_chunk,
     extra: tuple[Any, ...] = (),
 ) -> Iterator[Range]:
-    """The file's ranges (`bounds`, from `chunk_bounds`) in file order, decoded by
-    `workers` processes; each range's rule rows are appended to `tables` before it comes.
-    Bad lines go to `report(line number, reason)`, numbered as in the file; `progress` gets
-    the bytes read so far. At most two ranges a worker are decoded ahead of the taker, so
-    memory stays bounded however large the file.
+    """Ranges of files, `(path, start, end)` in the order the files are to be read (a
+    file's from `chunk_bounds`), decoded by `workers` processes and given in that order;
+    each range's rule rows are appended to `tables` before it comes. Bad lines go to
+    `report(path, line number, reason)`, numbered as in their file; `progress(path, end)`
+    is told where each range ended. At most two ranges a worker are decoded ahead of the
+    taker, so memory stays bounded however large the files.
 
     `decode` is what a worker runs on a range, `decode(path, start, end, received_at,
-    named, *extra)`: `decode_chunk` for byte ranges of JSON Lines (`decode_rows` for row
-    ranges of a Parquet file, whose `bounds` and `progress` count rows)."""
-    tasks = iter(bounds)
+    named, *extra)`: `decode_chunk` for byte ranges of JSON Lines, `decode_gzipped` for
+    whole gzipped files (`decode_rows` for row ranges of a Parquet file, whose ranges
+    count rows)."""
+    queued = iter(tasks)
     frozen = frozenset(named)
     pool = ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_worker)
-    pending: deque[tuple[int, Future[tuple[bytes, bytes, pa.Table]]]] = deque()
+    pending: deque[tuple[Path, int, Future[tuple[bytes, bytes, pa.Table]]]] = deque()
 
     def submit() -> None:
-        bound = next(tasks, None)
-        if bound is not None:
-            arguments = (str(path), *bound, received_at, frozen, *extra)
-            pending.append((bound[1], pool.submit(decode, *arguments)))
+        task = next(queued, None)
+        if task is not None:
+            path, start, end = task
+            arguments = (str(path), start, end, received_at, frozen, *extra)
+            pending.append((path, end, pool.submit(decode, *arguments)))
 
     try:
         for _ in range(2 * workers):
             submit()
-        lines_before = 0
+        lines_before, before_in = 0, None
         while pending:
-            end, future = pending.popleft()
+            path, end, future = pending.popleft()
             try:
                 head, packed, table = future.result()
             except BrokenProcessPool:
@@ -271,14 +308,16 @@ def parallel_ranges(
                     f"a process decoding {path} died (out of memory?): try fewer --jobs"
                 ) from None
             submit()
+            if path != before_in:  # the first range of the next file
+                lines_before, before_in = 0, path
             count, problems, message_ids, carried = _UNPACK(head)
             for number, reason in problems:
-                report(lines_before + number, reason)
+                report(path, lines_before + number, reason)
             lines_before += count
             tables.append(table)
-            yield Range(message_ids, carried, packed, table.num_rows)
+            yield Range(path, message_ids, carried, packed, table.num_rows)
             if progress is not None:
-                progress(end)
+                progress(path, end)
     finally:
         pool.shutdown(cancel_futures=True)
 
