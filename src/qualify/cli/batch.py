@@ -180,16 +180,25 @@ def _file_inputs(
     from qualify.service.files import Problems, open_parquet
 
     with progress_bar() as progress, bulk():
+        # one bar for the file being read (an export may hold thousands), and one counting
+        # the files when there are several
+        overall = progress.add_task(f"{len(files):,} files", total=len(files))
+        progress.update(overall, visible=len(files) > 1)
+        current: list[Any] = []
 
         def told(file: Any) -> Any:
             if file.kind == "parquet":
                 total = open_parquet(file.path, columns).metadata.num_rows
             else:
                 total = file.path.stat().st_size
+            for task in current:
+                progress.remove_task(task)
+                progress.advance(overall)
             task = progress.add_task(f"reading {file.path.name}", total=total or None)
+            current[:] = [task]
             return lambda done: progress.update(task, completed=done)
 
-        return from_files(
+        inputs = from_files(
             model,
             files,
             moment,
@@ -199,6 +208,8 @@ def _file_inputs(
             workers=jobs,
             progress=told,
         )
+        progress.update(overall, completed=len(files))
+        return inputs
 
 
 def _active_version_of(store: Any, model: ScoringModel) -> int:
