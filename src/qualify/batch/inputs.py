@@ -258,17 +258,14 @@ def from_files(
 def _runs(files: Iterable[EventFile], workers: int) -> Iterator[list[EventFile]]:
     """The files one by one, except that consecutive gzipped JSON Lines files come as one
     run, for workers to decode a file each (when there are workers, and two files)."""
-    run: list[EventFile] = []
-    for file in files:
-        if workers > 1 and file.kind == "jsonl" and file.gzipped:
-            run.append(file)
-            continue
-        if run:
-            yield from [run] if len(run) > 1 else [[f] for f in run]
-            run = []
-        yield [file]
-    if run:
-        yield from [run] if len(run) > 1 else [[f] for f in run]
+    for gzipped, group in itertools.groupby(
+        files, key=lambda f: workers > 1 and f.kind == "jsonl" and f.gzipped
+    ):
+        run = list(group)
+        if gzipped and len(run) > 1:
+            yield run
+        else:
+            yield from ([file] for file in run)
 
 
 def _take_serially(
